@@ -1,0 +1,39 @@
+# Every target sets itself up: a fresh machine needs only Python 3.11 and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench bench-quick lint serve clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rapport demo run
+
+test: $(STAMP)
+	$(BIN)/python tests/postgres_server.py --ensure
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python tests/postgres_server.py --ensure
+	$(BIN)/python bench/ingest.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python tests/postgres_server.py --ensure
+	$(BIN)/python bench/ingest.py --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+serve: $(STAMP)
+	$(BIN)/rapport serve
+
+clean:
+	rm -rf $(VENV) rapport.db rapport.db-wal rapport.db-shm .pytest_cache

@@ -1,0 +1,1 @@
+"""The catalog: products, categories and which categories go together."""

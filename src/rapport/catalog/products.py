@@ -1,0 +1,113 @@
+"""Products and categories, written by e-commerce events and by the importer.
+
+Events mention the same products over and over; a small cache of what this process last
+wrote skips the rewrite when nothing changed, which keeps views cheap to ingest.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.store.engine import upsert
+from rapport.store.tables import categories, compatible_categories, products
+
+PRODUCT_FIELDS = ("sku", "name", "category_id", "brand", "price", "currency", "url", "image_url")
+
+
+class ProductCache:
+    """The last values this process wrote per product (bounded, least recently used out)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+
+    def changed(self, product: dict[str, Any]) -> bool:
+        key = product["id"]
+        fingerprint = tuple(product.get(f) for f in PRODUCT_FIELDS)
+        if self._seen.get(key) == fingerprint:
+            self._seen.move_to_end(key)
+            return False
+        return True
+
+    def remember(self, product: dict[str, Any]) -> None:
+        self._seen[product["id"]] = tuple(product.get(f) for f in PRODUCT_FIELDS)
+        self._seen.move_to_end(product["id"])
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+
+def upsert_products(
+    conn: sa.Connection,
+    items: list[dict[str, Any]],
+    now: datetime,
+    *,
+    replace: bool = False,
+) -> None:
+    """Insert new products; for known ones, update the fields given (None keeps the old value).
+
+    ``replace`` (the importer) sets every field, attributes included, as given.
+    """
+    if not items:
+        return
+    cats = sorted({p["category_id"] for p in items if p.get("category_id")})
+    if cats:
+        cat_stmt = upsert(conn, categories).on_conflict_do_nothing(index_elements=["id"])
+        conn.execute(cat_stmt, [{"id": c, "name": c, "parent_id": None} for c in cats])
+    rows = [
+        {
+            "id": p["id"],
+            **{f: p.get(f) for f in PRODUCT_FIELDS},
+            "attributes": p.get("attributes") or {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for p in items
+    ]
+    stmt = upsert(conn, products)
+    if replace:
+        set_: dict[str, Any] = {f: getattr(stmt.excluded, f) for f in PRODUCT_FIELDS}
+        set_["attributes"] = stmt.excluded.attributes
+    else:
+        set_ = {
+            f: sa.func.coalesce(getattr(stmt.excluded, f), getattr(products.c, f))
+            for f in PRODUCT_FIELDS
+        }
+    set_["updated_at"] = stmt.excluded.updated_at
+    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=set_), rows)
+
+
+def upsert_categories(conn: sa.Connection, items: list[dict[str, Any]]) -> None:
+    """Categories with names, parents and compatible categories (for cross-sell)."""
+    if not items:
+        return
+    stmt = upsert(conn, categories)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={"name": stmt.excluded.name, "parent_id": stmt.excluded.parent_id},
+    )
+    conn.execute(
+        stmt,
+        [
+            {"id": c["id"], "name": c.get("name") or c["id"], "parent_id": c.get("parent_id")}
+            for c in items
+        ],
+    )
+    pairs = [
+        {"category_id": c["id"], "compatible_id": other}
+        for c in items
+        for other in c.get("compatible") or []
+    ]
+    if pairs:
+        conn.execute(
+            upsert(conn, compatible_categories).on_conflict_do_nothing(
+                index_elements=["category_id", "compatible_id"]
+            ),
+            pairs,
+        )

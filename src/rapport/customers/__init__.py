@@ -1,0 +1,1 @@
+"""The customer card: profile, identities, consents, computed fields, timeline."""

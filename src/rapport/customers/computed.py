@@ -1,0 +1,161 @@
+"""Computed fields, kept current in the transaction that stores each event.
+
+A batch folds its events into one ``Changes`` per customer, and each kind of change is
+written with one statement for the whole batch: counters and first/last seen as relative
+updates (no read needed), order aggregates recomputed from the orders of just the
+customers whose orders changed, attributes read-modify-written only for identify calls.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.store.engine import upsert
+from rapport.store.tables import customers, event_counters, orders
+
+# An order counts while it is neither cancelled nor fully refunded.
+COUNTED_ORDER_STATUSES = ("completed",)
+
+
+@dataclass(slots=True)
+class Changes:
+    events: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    columns: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    orders_changed: bool = False
+
+    def saw(self, moment: datetime) -> None:
+        self.events += 1
+        if self.first_seen is None or moment < self.first_seen:
+            self.first_seen = moment
+        if self.last_seen is None or moment > self.last_seen:
+            self.last_seen = moment
+
+
+def apply_changes(conn: sa.Connection, changes: dict[int, Changes], now: datetime) -> None:
+    ids = sorted(changes)  # a fixed order, so concurrent writers cannot deadlock
+    seen = [cid for cid in ids if changes[cid].events]
+    if seen:
+        c = customers.c
+        conn.execute(
+            customers.update()
+            .where(c.id == sa.bindparam("cid"))
+            .values(
+                events_count=c.events_count + sa.bindparam("n"),
+                first_seen_at=sa.case(
+                    (
+                        sa.or_(c.first_seen_at.is_(None), c.first_seen_at > sa.bindparam("fs")),
+                        sa.bindparam("fs"),
+                    ),
+                    else_=c.first_seen_at,
+                ),
+                last_seen_at=sa.case(
+                    (
+                        sa.or_(c.last_seen_at.is_(None), c.last_seen_at < sa.bindparam("ls")),
+                        sa.bindparam("ls"),
+                    ),
+                    else_=c.last_seen_at,
+                ),
+                updated_at=sa.bindparam("now"),
+            ),
+            [
+                {
+                    "cid": cid,
+                    "n": changes[cid].events,
+                    "fs": changes[cid].first_seen,
+                    "ls": changes[cid].last_seen,
+                    "now": now,
+                }
+                for cid in seen
+            ],
+        )
+    _apply_attributes(conn, {cid: changes[cid] for cid in ids}, now)
+    recompute_orders(conn, [cid for cid in ids if changes[cid].orders_changed], now)
+
+
+def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: datetime) -> None:
+    touched = [cid for cid, ch in changes.items() if ch.columns or ch.traits]
+    if not touched:
+        return
+    query = sa.select(customers.c.id, customers.c.traits).where(customers.c.id.in_(touched))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    current = dict(conn.execute(query.order_by(customers.c.id)).all())
+    for cid in touched:
+        ch = changes[cid]
+        values: dict[str, Any] = dict(ch.columns)
+        if ch.traits:
+            values["traits"] = {**(current.get(cid) or {}), **ch.traits}
+        values["updated_at"] = now
+        conn.execute(customers.update().where(customers.c.id == cid).values(**values))
+
+
+def recompute_orders(conn: sa.Connection, ids: list[int], now: datetime) -> None:
+    """Order aggregates from the orders themselves: cancellations and refunds stay right."""
+    if not ids:
+        return
+    o = orders.c
+    rows = {
+        r.customer_id: r
+        for r in conn.execute(
+            sa.select(
+                o.customer_id,
+                sa.func.count().label("n"),
+                sa.func.sum(o.total - o.refunded).label("revenue"),
+                sa.func.min(o.occurred_at).label("first"),
+                sa.func.max(o.occurred_at).label("last"),
+            )
+            .where(o.customer_id.in_(ids), o.status.in_(COUNTED_ORDER_STATUSES))
+            .group_by(o.customer_id)
+        )
+    }
+    params = []
+    for cid in ids:
+        row = rows.get(cid)
+        params.append(
+            {
+                "cid": cid,
+                "n": row.n if row else 0,
+                "rev": float(row.revenue or 0) if row else 0.0,
+                "first": row.first if row else None,
+                "last": row.last if row else None,
+                "now": now,
+            }
+        )
+    conn.execute(
+        customers.update()
+        .where(customers.c.id == sa.bindparam("cid"))
+        .values(
+            orders_count=sa.bindparam("n"),
+            revenue=sa.bindparam("rev"),
+            first_order_at=sa.bindparam("first", type_=customers.c.first_order_at.type),
+            last_order_at=sa.bindparam("last", type_=customers.c.last_order_at.type),
+            updated_at=sa.bindparam("now"),
+        ),
+        params,
+    )
+
+
+def bump_counters(conn: sa.Connection, counts: Counter[tuple[int, str, date]]) -> None:
+    """Per-customer, per-event-name, per-UTC-day counters: what segments read."""
+    if not counts:
+        return
+    stmt = upsert(conn, event_counters)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["customer_id", "name", "day"],
+        set_={"count": event_counters.c.count + stmt.excluded.count},
+    )
+    conn.execute(
+        stmt,
+        [
+            {"customer_id": cid, "name": name, "day": day, "count": n}
+            for (cid, name, day), n in sorted(counts.items())
+        ],
+    )

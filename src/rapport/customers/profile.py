@@ -1,0 +1,45 @@
+"""Creating profiles and attaching identifiers to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from rapport.store.tables import customers, identities
+
+IDENTITY_KINDS = ("user_id", "anonymous_id", "email", "phone")
+
+
+def create_customer(conn: sa.Connection, now: datetime) -> int:
+    result = conn.execute(
+        customers.insert()
+        .values(created_at=now, updated_at=now, traits={})
+        .returning(customers.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def attach_identity(
+    conn: sa.Connection, customer_id: int, kind: str, value: str, now: datetime
+) -> None:
+    conn.execute(
+        identities.insert().values(customer_id=customer_id, kind=kind, value=value, created_at=now)
+    )
+
+
+def live_id(conn: sa.Connection, customer_id: int) -> int | None:
+    """The id a profile lives under now: merged profiles point at their survivor."""
+    seen = set()
+    current: int | None = customer_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        row = conn.execute(
+            sa.select(customers.c.merged_into).where(customers.c.id == current)
+        ).first()
+        if row is None:
+            return None
+        if row.merged_into is None:
+            return current
+        current = int(row.merged_into)
+    return current

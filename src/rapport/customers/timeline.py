@@ -1,0 +1,65 @@
+"""The timeline: every event of a customer, whatever its source, newest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.store.tables import events
+
+
+def existing_message_ids(conn: sa.Connection, message_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start : start + 500]
+        found.update(
+            conn.execute(
+                sa.select(events.c.message_id).where(events.c.message_id.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
+def store_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(events.insert(), rows)
+
+
+def timeline(
+    conn: sa.Connection,
+    customer_id: int,
+    *,
+    limit: int = 50,
+    before: tuple[datetime, int] | None = None,
+    names: list[str] | None = None,
+    sources: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """A page of events, newest first; ``before`` is the (occurred_at, id) cursor of the last row."""
+    e = events.c
+    query = sa.select(events).where(e.customer_id == customer_id)
+    if before is not None:
+        at, event_id = before
+        query = query.where(
+            sa.or_(e.occurred_at < at, sa.and_(e.occurred_at == at, e.id < event_id))
+        )
+    if names:
+        query = query.where(e.name.in_(names))
+    if sources:
+        query = query.where(e.source.in_(sources))
+    query = query.order_by(e.occurred_at.desc(), e.id.desc()).limit(limit)
+    return [
+        {
+            "id": r.id,
+            "type": r.type,
+            "name": r.name,
+            "properties": r.properties,
+            "context": r.context,
+            "occurred_at": r.occurred_at,
+            "received_at": r.received_at,
+            "source": r.source,
+            "message_id": r.message_id,
+        }
+        for r in conn.execute(query)
+    ]

@@ -1,0 +1,1 @@
+"""Ingest: parse, validate and resolve identity. Calls no segment or scenario code."""

@@ -1,0 +1,388 @@
+"""Segment e-commerce spec v2 events fill products, carts, orders and views.
+
+Offline purchases use the same ``Order Completed`` event with ``properties.channel`` set to
+``"offline"`` (or a ``store_id``); docs/ingest.md shows it, and a telephony example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.catalog.products import ProductCache, upsert_products
+from rapport.ingest.errors import Problem
+from rapport.ingest.incoming import Incoming
+from rapport.store.engine import upsert
+from rapport.store.tables import cart_items, carts, order_lines, orders, product_views
+
+PRODUCT_EVENTS = {"Product Viewed", "Product Added", "Product Removed", "Product Clicked"}
+CART_EVENTS = {"Cart Viewed", "Checkout Started"}
+ORDER_EVENTS = {"Order Completed", "Order Updated", "Order Refunded", "Order Cancelled"}
+LIST_EVENTS = {"Product List Viewed", "Product List Filtered", "Products Searched"}
+ECOMMERCE_EVENTS = PRODUCT_EVENTS | CART_EVENTS | ORDER_EVENTS | LIST_EVENTS
+_NUMBERS = ("price", "quantity", "total", "revenue", "subtotal", "discount", "shipping", "tax")
+
+
+def _first(props: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = props.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def product_id(props: dict[str, Any]) -> str | None:
+    value = _first(props, "product_id", "productId", "sku", "id")
+    return None if value is None else str(value)
+
+
+def order_id(props: dict[str, Any]) -> str | None:
+    value = _first(props, "order_id", "orderId")
+    return None if value is None else str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate(msg: Incoming, where: str, problems: list[Problem]) -> None:
+    """The fields the e-commerce tables need, checked before anything is stored."""
+    if msg.type != "track" or msg.name not in ECOMMERCE_EVENTS:
+        return
+    props = msg.properties
+    base = f"{where}.properties"
+    for key in _NUMBERS:
+        if props.get(key) is not None and not _is_number(props[key]):
+            problems.append(Problem(f"{base}.{key}", "must be a number"))
+    if msg.name in PRODUCT_EVENTS and product_id(props) is None:
+        problems.append(Problem(f"{base}.product_id", f"{msg.name} needs a product_id"))
+    if msg.name in ORDER_EVENTS and order_id(props) is None:
+        problems.append(Problem(f"{base}.order_id", f"{msg.name} needs an order_id"))
+    items = props.get("products")
+    if items is not None:
+        if not isinstance(items, list):
+            problems.append(Problem(f"{base}.products", "must be a list of products"))
+            return
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or product_id(item) is None:
+                problems.append(Problem(f"{base}.products[{i}].product_id", "is required"))
+                continue
+            for key in ("price", "quantity"):
+                if item.get(key) is not None and not _is_number(item[key]):
+                    problems.append(Problem(f"{base}.products[{i}].{key}", "must be a number"))
+
+
+def product_fields(props: dict[str, Any]) -> dict[str, Any]:
+    price = props.get("price")
+    category = props.get("category")
+    return {
+        "id": product_id(props),
+        "sku": _str(props.get("sku")),
+        "name": _str(props.get("name")),
+        "category_id": _str(category),
+        "brand": _str(props.get("brand")),
+        "price": float(price) if _is_number(price) else None,
+        "currency": _str(props.get("currency")),
+        "url": _str(props.get("url")),
+        "image_url": _str(props.get("image_url")),
+    }
+
+
+def _str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+@dataclass
+class CommerceOutcome:
+    orders_changed: set[int] = field(default_factory=set)
+
+
+def apply(
+    conn: sa.Connection,
+    batch: list[Incoming],
+    customer_ids: list[int],
+    now: datetime,
+    cache: ProductCache,
+) -> CommerceOutcome:
+    outcome = CommerceOutcome()
+    seen_products: dict[str, dict[str, Any]] = {}
+    views: dict[tuple[int, str], list[Any]] = {}
+    for msg, cid in zip(batch, customer_ids, strict=True):
+        if msg.type != "track" or msg.name not in ECOMMERCE_EVENTS:
+            continue
+        props = msg.properties
+        for item in _products_of(msg):
+            fields = product_fields(item)
+            old = seen_products.get(fields["id"], {})
+            seen_products[fields["id"]] = {
+                k: v if v is not None else old.get(k) for k, v in fields.items()
+            }
+        if msg.name == "Product Viewed":
+            key = (cid, product_id(props) or "")
+            slot = views.get(key)
+            if slot is None:
+                views[key] = [1, msg.occurred_at, msg.occurred_at]
+            else:
+                slot[0] += 1
+                slot[1] = min(slot[1], msg.occurred_at)
+                slot[2] = max(slot[2], msg.occurred_at)
+        elif msg.name in ("Product Added", "Product Removed"):
+            _change_cart_item(conn, cid, msg, now)
+        elif msg.name in CART_EVENTS:
+            _sync_cart(conn, cid, msg, "checkout" if msg.name == "Checkout Started" else None, now)
+        elif msg.name in ("Order Completed", "Order Updated"):
+            _record_order(conn, cid, msg, now)
+            outcome.orders_changed.add(cid)
+        elif msg.name in ("Order Refunded", "Order Cancelled"):
+            owner = _refund_or_cancel(conn, msg, now)
+            if owner is not None:
+                outcome.orders_changed.add(owner)
+
+    changed = [p for p in seen_products.values() if cache.changed(p)]
+    upsert_products(conn, changed, now)
+    for p in changed:
+        cache.remember(p)
+    _record_views(conn, views)
+    return outcome
+
+
+def _products_of(msg: Incoming) -> list[dict[str, Any]]:
+    props = msg.properties
+    if msg.name in PRODUCT_EVENTS:
+        return [props]
+    items = props.get("products")
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _record_views(conn: sa.Connection, views: dict[tuple[int, str], list[Any]]) -> None:
+    if not views:
+        return
+    stmt = upsert(conn, product_views)
+    pv = product_views.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["customer_id", "product_id"],
+        set_={
+            "views": pv.views + stmt.excluded.views,
+            "first_viewed_at": sa.case(
+                (stmt.excluded.first_viewed_at < pv.first_viewed_at, stmt.excluded.first_viewed_at),
+                else_=pv.first_viewed_at,
+            ),
+            "last_viewed_at": sa.case(
+                (stmt.excluded.last_viewed_at > pv.last_viewed_at, stmt.excluded.last_viewed_at),
+                else_=pv.last_viewed_at,
+            ),
+        },
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "customer_id": cid,
+                "product_id": pid,
+                "views": n,
+                "first_viewed_at": a,
+                "last_viewed_at": b,
+            }
+            for (cid, pid), (n, a, b) in sorted(views.items())
+        ],
+    )
+
+
+def _cart(conn: sa.Connection, cid: int, cart_id: str, now: datetime) -> int:
+    """The open cart: a cart that was ordered starts over when something is added again."""
+    row = conn.execute(
+        sa.select(carts.c.id, carts.c.status).where(
+            carts.c.customer_id == cid, carts.c.cart_id == cart_id
+        )
+    ).first()
+    if row is None:
+        return int(
+            conn.execute(
+                carts.insert()
+                .values(
+                    customer_id=cid, cart_id=cart_id, status="open", created_at=now, updated_at=now
+                )
+                .returning(carts.c.id)
+            ).scalar_one()
+        )
+    if row.status == "ordered":
+        conn.execute(cart_items.delete().where(cart_items.c.cart_pk == row.id))
+        conn.execute(
+            carts.update()
+            .where(carts.c.id == row.id)
+            .values(status="open", created_at=now, updated_at=now)
+        )
+    return int(row.id)
+
+
+def _cart_id(props: dict[str, Any]) -> str:
+    value = _first(props, "cart_id", "cartId")
+    return "" if value is None else str(value)
+
+
+def _change_cart_item(conn: sa.Connection, cid: int, msg: Incoming, now: datetime) -> None:
+    props = msg.properties
+    pk = _cart(conn, cid, _cart_id(props), now)
+    pid = product_id(props) or ""
+    qty = int(props.get("quantity") or 1)
+    price = props.get("price")
+    ci = cart_items.c
+    if msg.name == "Product Added":
+        stmt = upsert(conn, cart_items)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["cart_pk", "product_id"],
+            set_={
+                "quantity": ci.quantity + stmt.excluded.quantity,
+                "price": sa.func.coalesce(stmt.excluded.price, ci.price),
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        conn.execute(
+            stmt,
+            {
+                "cart_pk": pk,
+                "product_id": pid,
+                "quantity": qty,
+                "price": float(price) if _is_number(price) else None,
+                "updated_at": now,
+            },
+        )
+    else:
+        conn.execute(
+            cart_items.update()
+            .where(ci.cart_pk == pk, ci.product_id == pid)
+            .values(quantity=ci.quantity - qty, updated_at=now)
+        )
+        conn.execute(cart_items.delete().where(ci.cart_pk == pk, ci.quantity <= 0))
+    conn.execute(carts.update().where(carts.c.id == pk).values(status="open", updated_at=now))
+
+
+def _sync_cart(
+    conn: sa.Connection, cid: int, msg: Incoming, status: str | None, now: datetime
+) -> None:
+    """Cart Viewed and Checkout Started carry the whole cart: it replaces what we had."""
+    items = _products_of(msg)
+    pk = _cart(conn, cid, _cart_id(msg.properties), now)
+    if items:
+        conn.execute(cart_items.delete().where(cart_items.c.cart_pk == pk))
+        merged: dict[str, dict[str, Any]] = {}
+        for item in items:
+            pid = product_id(item) or ""
+            row = merged.setdefault(
+                pid,
+                {"cart_pk": pk, "product_id": pid, "quantity": 0, "price": None, "updated_at": now},
+            )
+            row["quantity"] += int(item.get("quantity") or 1)
+            if _is_number(item.get("price")):
+                row["price"] = float(item["price"])
+        conn.execute(cart_items.insert(), list(merged.values()))
+    values: dict[str, Any] = {"updated_at": now}
+    if status:
+        values["status"] = status
+    conn.execute(carts.update().where(carts.c.id == pk).values(**values))
+
+
+def _number(props: dict[str, Any], key: str) -> float | None:
+    value = props.get(key)
+    return float(value) if _is_number(value) else None
+
+
+def order_total(props: dict[str, Any]) -> float:
+    """What the customer paid: ``total``, else ``revenue``, else the sum of the lines."""
+    for key in ("total", "revenue", "subtotal"):
+        value = _number(props, key)
+        if value is not None:
+            return value
+    return float(
+        sum(
+            float(i.get("price") or 0) * int(i.get("quantity") or 1)
+            for i in props.get("products") or []
+            if isinstance(i, dict)
+        )
+    )
+
+
+def _record_order(conn: sa.Connection, cid: int, msg: Incoming, now: datetime) -> None:
+    props = msg.properties
+    oid = order_id(props) or ""
+    offline = props.get("channel") == "offline" or props.get("store_id") is not None
+    values = {
+        "order_id": oid,
+        "customer_id": cid,
+        "status": "completed",
+        "total": order_total(props),
+        "refunded": 0.0,
+        "discount": _number(props, "discount") or 0.0,
+        "shipping": _number(props, "shipping") or 0.0,
+        "tax": _number(props, "tax") or 0.0,
+        "currency": _str(props.get("currency")),
+        "coupon": _str(props.get("coupon")),
+        "channel": "offline" if offline else "online",
+        "store_id": _str(props.get("store_id")),
+        "occurred_at": msg.occurred_at,
+        "updated_at": now,
+    }
+    stmt = upsert(conn, orders).values(**values)
+    update = {
+        k: getattr(stmt.excluded, k)
+        for k in values
+        if k not in ("order_id", "customer_id", "refunded")
+    }
+    if msg.name == "Order Updated":
+        update.pop("occurred_at")
+    pk = conn.execute(
+        stmt.on_conflict_do_update(index_elements=["order_id"], set_=update).returning(orders.c.id)
+    ).scalar_one()
+    items = _products_of(msg)
+    if items:
+        conn.execute(order_lines.delete().where(order_lines.c.order_pk == pk))
+        conn.execute(
+            order_lines.insert(),
+            [
+                {
+                    "order_pk": pk,
+                    "product_id": product_id(i) or "",
+                    "category_id": _str(i.get("category")),
+                    "price": float(i.get("price") or 0),
+                    "quantity": int(i.get("quantity") or 1),
+                }
+                for i in items
+            ],
+        )
+    cart = conn.execute(
+        sa.select(carts.c.id).where(carts.c.customer_id == cid, carts.c.cart_id == _cart_id(props))
+    ).scalar()
+    if cart is not None:
+        conn.execute(
+            carts.update().where(carts.c.id == cart).values(status="ordered", updated_at=now)
+        )
+
+
+def _refund_or_cancel(conn: sa.Connection, msg: Incoming, now: datetime) -> int | None:
+    """Cancel drops the order from the aggregates; a refund takes back its amount.
+
+    A refund without an amount (or for the whole total) is a full refund and the order
+    stops counting; a partial refund keeps it counted with less revenue.
+    """
+    oid = order_id(msg.properties) or ""
+    row = conn.execute(
+        sa.select(orders.c.id, orders.c.customer_id, orders.c.total, orders.c.refunded).where(
+            orders.c.order_id == oid
+        )
+    ).first()
+    if row is None:
+        return None
+    if msg.name == "Order Cancelled":
+        values: dict[str, Any] = {"status": "cancelled"}
+    else:
+        amount = _number(msg.properties, "total") or _number(msg.properties, "revenue")
+        refunded = row.total if amount is None else min(row.total, row.refunded + amount)
+        values = {
+            "refunded": refunded,
+            "status": "refunded" if refunded >= row.total else "completed",
+        }
+    conn.execute(orders.update().where(orders.c.id == row.id).values(updated_at=now, **values))
+    return int(row.customer_id)

@@ -1,0 +1,144 @@
+"""The per-event flow, in one readable place.
+
+Every event, whatever its source, enters here: it is de-duplicated, its customer resolved,
+stored on the timeline, folded into the computed fields, and applied to carts, orders and
+views, all in one transaction. Later stages (segments, scenarios) hang off the same flow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.catalog.products import ProductCache
+from rapport.clock import Clock, SystemClock
+from rapport.customers.computed import Changes, apply_changes, bump_counters
+from rapport.customers.consents import ConsentChange, set_consents
+from rapport.customers.timeline import existing_message_ids, store_events
+from rapport.ingest import ecommerce
+from rapport.ingest.identity import resolve
+from rapport.ingest.incoming import Incoming
+from rapport.store.engine import upsert, writing
+from rapport.store.tables import customer_groups
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0
+    duplicates: int = 0
+    customer_ids: list[int | None] = field(default_factory=list)
+
+
+class Pipeline:
+    """Holds what lives longer than one batch: the engine, the clock, the product cache."""
+
+    def __init__(self, engine: sa.Engine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock = clock or SystemClock()
+        self.products = ProductCache()
+
+    def ingest(self, batch: list[Incoming], *, retries: int = 3) -> IngestResult:
+        """One transaction; retried when a concurrent writer claimed the same identifier."""
+        for attempt in range(retries + 1):
+            try:
+                with writing(self.engine) as conn:
+                    return self.ingest_in(conn, batch)
+            except sa.exc.IntegrityError:
+                self.products.clear()
+                if attempt == retries:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def ingest_in(self, conn: sa.Connection, batch: list[Incoming]) -> IngestResult:
+        now = self.clock.now()
+        result = IngestResult(customer_ids=[None] * len(batch))
+        known = existing_message_ids(conn, [m.message_id for m in batch])
+        fresh: list[Incoming] = []
+        positions: list[int] = []
+        for i, msg in enumerate(batch):
+            if msg.message_id in known:
+                result.duplicates += 1
+                continue
+            known.add(msg.message_id)
+            fresh.append(msg)
+            positions.append(i)
+        if not fresh:
+            return result
+
+        ids = resolve(conn, fresh, now)
+        for pos, cid in zip(positions, ids, strict=True):
+            result.customer_ids[pos] = cid
+
+        rows: list[dict[str, Any]] = []
+        changes: dict[int, Changes] = {}
+        counters: Counter[tuple[int, str, date]] = Counter()
+        consent_changes: list[ConsentChange] = []
+        groups: dict[tuple[int, str], dict[str, Any]] = {}
+        for msg, cid in zip(fresh, ids, strict=True):
+            rows.append(
+                {
+                    "customer_id": cid,
+                    "message_id": msg.message_id,
+                    "type": msg.type,
+                    "name": msg.name,
+                    "properties": msg.properties,
+                    "context": msg.context,
+                    "occurred_at": msg.occurred_at,
+                    "received_at": msg.received_at,
+                    "source": msg.source,
+                }
+            )
+            ch = changes.get(cid)
+            if ch is None:
+                ch = changes[cid] = Changes()
+            ch.saw(msg.occurred_at)
+            counters[(cid, msg.name, msg.occurred_at.date())] += 1
+            if msg.attributes is not None:
+                ch.columns.update(msg.attributes.columns)
+                ch.traits.update(msg.attributes.traits)
+                consent_changes.extend(
+                    ConsentChange(cid, channel, status, f"{msg.source}:identify", msg.occurred_at)
+                    for channel, status in msg.attributes.consents.items()
+                )
+            if msg.emails and msg.type == "identify":
+                ch.columns["email"] = msg.emails[-1]
+            if msg.phones and msg.type == "identify":
+                ch.columns["phone"] = msg.phones[-1]
+            if msg.group_id is not None:
+                groups[(cid, msg.group_id)] = msg.traits
+
+        store_events(conn, rows)
+        outcome = ecommerce.apply(conn, fresh, ids, now, self.products)
+        for cid in outcome.orders_changed:
+            changes.setdefault(cid, Changes()).orders_changed = True
+        apply_changes(conn, changes, now)
+        bump_counters(conn, counters)
+        set_consents(conn, consent_changes)
+        _store_groups(conn, groups, now)
+        result.stored = len(fresh)
+        return result
+
+
+def _store_groups(
+    conn: sa.Connection, groups: dict[tuple[int, str], dict[str, Any]], now: datetime
+) -> None:
+    if not groups:
+        return
+    stmt = upsert(conn, customer_groups)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["customer_id", "group_id"],
+        set_={"traits": stmt.excluded.traits, "updated_at": stmt.excluded.updated_at},
+    )
+    conn.execute(
+        stmt,
+        [
+            {"customer_id": cid, "group_id": gid, "traits": traits, "updated_at": now}
+            for (cid, gid), traits in sorted(groups.items())
+        ],
+    )

@@ -1,0 +1,24 @@
+"""Settings come from the environment (RAPPORT_*) so one binary serves every deployment."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_", extra="ignore")
+
+    database_url: str = "sqlite:///rapport.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Phone numbers written without a country code are read as numbers of this region.
+    default_phone_region: str = "RU"
+    # Segment's own limits: 32 KB per message, 500 KB per batch.
+    max_message_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    # The ingest writer groups requests that arrive together into one transaction.
+    ingest_group_max_messages: int = 2000
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The one SQL store: tables, engine, migrations. Imports no domain."""

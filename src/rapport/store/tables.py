@@ -1,0 +1,235 @@
+"""The tables, as SQLAlchemy Core. Customer-scoped tables carry ``customer_id``.
+
+Money is stored as double precision: sums over a customer's orders stay exact to the
+cent for any realistic shop, and aggregates stay cheap on both dialects.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from rapport.store.types import BigID, JSONDoc, UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # A profile merged into another keeps its row so old ids still resolve.
+    sa.Column("merged_into", BigID, nullable=True),
+    sa.Column("erased_at", UTCDateTime, nullable=True),
+    # Standard attributes.
+    sa.Column("first_name", sa.String(200)),
+    sa.Column("last_name", sa.String(200)),
+    sa.Column("email", sa.String(320)),
+    sa.Column("phone", sa.String(32)),
+    sa.Column("birthday", sa.Date),
+    sa.Column("gender", sa.String(32)),
+    sa.Column("city", sa.String(200)),
+    sa.Column("country", sa.String(100)),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("locale", sa.String(35)),
+    sa.Column("traits", JSONDoc, nullable=False),
+    # Computed fields, maintained in the transaction that stores each event.
+    sa.Column("events_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_seen_at", UTCDateTime),
+    sa.Column("last_seen_at", UTCDateTime),
+    sa.Column("orders_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("revenue", sa.Float, nullable=False, server_default="0"),
+    sa.Column("first_order_at", UTCDateTime),
+    sa.Column("last_order_at", UTCDateTime),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", BigID, sa.ForeignKey("customers.id"), nullable=False, index=True),
+    # user_id | anonymous_id | email | phone
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(320), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "value"),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("customer_id", BigID, sa.ForeignKey("customers.id"), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    # subscribed | unsubscribed | pending
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # none | pending | confirmed
+    sa.Column("double_opt_in", sa.String(16), nullable=False, server_default="none"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("message_id", sa.String(200), nullable=False, unique=True),
+    # identify | track | page | screen | group | alias | system
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("properties", JSONDoc, nullable=False),
+    sa.Column("context", JSONDoc, nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    # api | import | system | <provider>
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Index("ix_events_customer_time", "customer_id", "occurred_at"),
+)
+
+event_counters = sa.Table(
+    "event_counters",
+    metadata,
+    sa.Column("customer_id", BigID, primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+categories = sa.Table(
+    "categories",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("parent_id", sa.String(200), nullable=True),
+)
+
+compatible_categories = sa.Table(
+    "compatible_categories",
+    metadata,
+    sa.Column("category_id", sa.String(200), primary_key=True),
+    sa.Column("compatible_id", sa.String(200), primary_key=True),
+)
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("sku", sa.String(200)),
+    sa.Column("name", sa.String(500)),
+    sa.Column("category_id", sa.String(200), index=True),
+    sa.Column("brand", sa.String(200)),
+    sa.Column("price", sa.Float),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("url", sa.String(2000)),
+    sa.Column("image_url", sa.String(2000)),
+    sa.Column("attributes", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("order_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("customer_id", BigID, nullable=False, index=True),
+    # completed | refunded | cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("total", sa.Float, nullable=False),
+    sa.Column("refunded", sa.Float, nullable=False, server_default="0"),
+    sa.Column("discount", sa.Float, nullable=False, server_default="0"),
+    sa.Column("shipping", sa.Float, nullable=False, server_default="0"),
+    sa.Column("tax", sa.Float, nullable=False, server_default="0"),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("coupon", sa.String(200)),
+    # online | offline
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("store_id", sa.String(200)),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+order_lines = sa.Table(
+    "order_lines",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("order_pk", BigID, sa.ForeignKey("orders.id"), nullable=False, index=True),
+    sa.Column("product_id", sa.String(200), nullable=False),
+    sa.Column("category_id", sa.String(200)),
+    sa.Column("price", sa.Float, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+)
+
+carts = sa.Table(
+    "carts",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    # The shop's cart id; '' for shops that keep one cart per visitor.
+    sa.Column("cart_id", sa.String(200), nullable=False),
+    # open | checkout | ordered
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("customer_id", "cart_id"),
+)
+
+cart_items = sa.Table(
+    "cart_items",
+    metadata,
+    sa.Column("cart_pk", BigID, sa.ForeignKey("carts.id"), primary_key=True),
+    sa.Column("product_id", sa.String(200), primary_key=True),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("price", sa.Float),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+product_views = sa.Table(
+    "product_views",
+    metadata,
+    sa.Column("customer_id", BigID, primary_key=True),
+    sa.Column("product_id", sa.String(200), primary_key=True),
+    sa.Column("views", sa.Integer, nullable=False),
+    sa.Column("first_viewed_at", UTCDateTime, nullable=False),
+    sa.Column("last_viewed_at", UTCDateTime, nullable=False),
+)
+
+customer_groups = sa.Table(
+    "customer_groups",
+    metadata,
+    sa.Column("customer_id", BigID, primary_key=True),
+    sa.Column("group_id", sa.String(200), primary_key=True),
+    sa.Column("traits", JSONDoc, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+customer_merges = sa.Table(
+    "customer_merges",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("into_id", BigID, nullable=False, index=True),
+    sa.Column("from_id", BigID, nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("details", JSONDoc, nullable=False),
+    sa.Column("merged_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    # write (ingest) | secret (management API)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
