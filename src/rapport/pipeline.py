@@ -8,6 +8,7 @@ views, all in one transaction. Later stages (segments, scenarios) hang off the s
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -74,7 +75,38 @@ class Pipeline:
         ids = resolve(conn, fresh, now)
         for pos, cid in zip(positions, ids, strict=True):
             result.customer_ids[pos] = cid
+        self._apply(conn, fresh, ids, now)
+        result.stored = len(fresh)
+        return result
 
+    def record(
+        self,
+        conn: sa.Connection,
+        customer_id: int,
+        name: str,
+        properties: dict[str, Any],
+        *,
+        source: str = "system",
+    ) -> None:
+        """An event Rapport itself observed (a consent change, later a segment entry)."""
+        now = self.clock.now()
+        msg = Incoming(
+            type="system",
+            message_id=f"sys-{uuid.uuid4()}",
+            name=name,
+            user_id=None,
+            anonymous_id=None,
+            properties=properties,
+            context={},
+            occurred_at=now,
+            received_at=now,
+            source=source,
+        )
+        self._apply(conn, [msg], [customer_id], now)
+
+    def _apply(
+        self, conn: sa.Connection, fresh: list[Incoming], ids: list[int], now: datetime
+    ) -> None:
         rows: list[dict[str, Any]] = []
         changes: dict[int, Changes] = {}
         counters: Counter[tuple[int, str, date]] = Counter()
@@ -121,8 +153,6 @@ class Pipeline:
         bump_counters(conn, counters)
         set_consents(conn, consent_changes)
         _store_groups(conn, groups, now)
-        result.stored = len(fresh)
-        return result
 
 
 def _store_groups(

@@ -1,0 +1,1 @@
+"""Who may do what: API keys now; users, roles and the audit log later."""

@@ -1,0 +1,63 @@
+"""The FastAPI application: ingest, management API, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from rapport import __version__
+from rapport.access.keys import KeyChecker
+from rapport.api import customer_routes, errors, ingest_routes
+from rapport.api.writer import IngestWriter
+from rapport.clock import Clock, SystemClock
+from rapport.pipeline import Pipeline
+from rapport.settings import Settings
+from rapport.store.engine import create_engine
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: sa.Engine | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine or create_engine(settings.database_url)
+    clock = clock or SystemClock()
+    pipeline = Pipeline(engine, clock)
+    writer = IngestWriter(pipeline, settings.ingest_group_max_messages)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()
+
+    app = FastAPI(
+        title="Rapport",
+        version=__version__,
+        description="CRM-marketing engine: Segment-compatible ingest and the customer card.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.clock = clock
+    app.state.pipeline = pipeline
+    app.state.writer = writer
+    app.state.keys = KeyChecker(engine)
+    errors.install(app)
+    app.include_router(ingest_routes.router)
+    app.include_router(customer_routes.router)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    return app
