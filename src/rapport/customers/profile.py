@@ -20,6 +20,22 @@ def create_customer(conn: sa.Connection, now: datetime) -> int:
     return int(result.scalar_one())
 
 
+def create_customers(conn: sa.Connection, n: int, now: datetime) -> list[int]:
+    """``n`` new empty profiles in one statement; ids in creation order."""
+    if n == 0:
+        return []
+    result = conn.execute(
+        customers.insert().returning(customers.c.id, sort_by_parameter_order=True),
+        [{"created_at": now, "updated_at": now, "traits": {}} for _ in range(n)],
+    )
+    return [int(cid) for cid in result.scalars()]
+
+
+def attach_identities(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
+    if rows:
+        conn.execute(identities.insert(), rows)
+
+
 def attach_identity(
     conn: sa.Connection, customer_id: int, kind: str, value: str, now: datetime
 ) -> None:

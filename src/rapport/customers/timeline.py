@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from rapport.store.tables import events
@@ -22,9 +23,42 @@ def existing_message_ids(conn: sa.Connection, message_ids: list[str]) -> set[str
     return found
 
 
+_COPY_COLUMNS = (
+    "customer_id",
+    "message_id",
+    "type",
+    "name",
+    "properties",
+    "context",
+    "occurred_at",
+    "received_at",
+    "source",
+)
+
+
 def store_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    """Append events; on PostgreSQL with COPY, several times faster than INSERT for a batch."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql" or len(rows) < 8:
         conn.execute(events.insert(), rows)
+        return
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY events ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(
+                (
+                    row["customer_id"],
+                    row["message_id"],
+                    row["type"],
+                    row["name"],
+                    orjson.dumps(row["properties"], option=orjson.OPT_NON_STR_KEYS).decode(),
+                    orjson.dumps(row["context"], option=orjson.OPT_NON_STR_KEYS).decode(),
+                    row["occurred_at"],
+                    row["received_at"],
+                    row["source"],
+                )
+            )
 
 
 def timeline(

@@ -13,10 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from rapport.catalog.products import ProductCache, upsert_products
+from rapport.ingest.carts import CartBook
 from rapport.ingest.errors import Problem
 from rapport.ingest.incoming import Incoming
 from rapport.store.engine import upsert
-from rapport.store.tables import cart_items, carts, order_lines, orders, product_views
+from rapport.store.tables import order_lines, orders, product_views
 
 PRODUCT_EVENTS = {"Product Viewed", "Product Added", "Product Removed", "Product Clicked"}
 CART_EVENTS = {"Cart Viewed", "Checkout Started"}
@@ -110,6 +111,8 @@ def apply(
     outcome = CommerceOutcome()
     seen_products: dict[str, dict[str, Any]] = {}
     views: dict[tuple[int, str], list[Any]] = {}
+    book = CartBook(conn, _cart_keys(batch, customer_ids), now)
+    book_orders = _Orders(conn, now)
     for msg, cid in zip(batch, customer_ids, strict=True):
         if msg.type != "track" or msg.name not in ECOMMERCE_EVENTS:
             continue
@@ -129,14 +132,25 @@ def apply(
                 slot[0] += 1
                 slot[1] = min(slot[1], msg.occurred_at)
                 slot[2] = max(slot[2], msg.occurred_at)
-        elif msg.name in ("Product Added", "Product Removed"):
-            _change_cart_item(conn, cid, msg, now)
+        elif msg.name == "Product Added":
+            book.add(
+                (cid, _cart_id(props)),
+                product_id(props) or "",
+                _quantity(props),
+                _number(props, "price"),
+            )
+        elif msg.name == "Product Removed":
+            book.remove((cid, _cart_id(props)), product_id(props) or "", _quantity(props))
         elif msg.name in CART_EVENTS:
-            _sync_cart(conn, cid, msg, "checkout" if msg.name == "Checkout Started" else None, now)
+            status = "checkout" if msg.name == "Checkout Started" else None
+            book.replace((cid, _cart_id(props)), _cart_items(msg), status)
         elif msg.name in ("Order Completed", "Order Updated"):
-            _record_order(conn, cid, msg, now)
+            book_orders.add(cid, msg)
+            if msg.name == "Order Completed":
+                book.ordered((cid, _cart_id(props)))
             outcome.orders_changed.add(cid)
         elif msg.name in ("Order Refunded", "Order Cancelled"):
+            book_orders.flush()
             owner = _refund_or_cancel(conn, msg, now)
             if owner is not None:
                 outcome.orders_changed.add(owner)
@@ -146,7 +160,38 @@ def apply(
     for p in changed:
         cache.remember(p)
     _record_views(conn, views)
+    book.flush()
+    book_orders.flush()
     return outcome
+
+
+def _cart_keys(batch: list[Incoming], customer_ids: list[int]) -> set[tuple[int, str]]:
+    return {
+        (cid, _cart_id(msg.properties))
+        for msg, cid in zip(batch, customer_ids, strict=True)
+        if msg.type == "track"
+        and msg.name in ("Product Added", "Product Removed", "Order Completed", *CART_EVENTS)
+    }
+
+
+def _cart_id(props: dict[str, Any]) -> str:
+    value = _first(props, "cart_id", "cartId")
+    return "" if value is None else str(value)
+
+
+def _quantity(props: dict[str, Any]) -> int:
+    value = props.get("quantity")
+    return int(value) if _is_number(value) and value > 0 else 1
+
+
+def _cart_items(msg: Incoming) -> dict[str, list[Any]]:
+    merged: dict[str, list[Any]] = {}
+    for item in _products_of(msg):
+        slot = merged.setdefault(product_id(item) or "", [0, None])
+        slot[0] += _quantity(item)
+        if _is_number(item.get("price")):
+            slot[1] = float(item["price"])
+    return merged
 
 
 def _products_of(msg: Incoming) -> list[dict[str, Any]]:
@@ -191,100 +236,6 @@ def _record_views(conn: sa.Connection, views: dict[tuple[int, str], list[Any]]) 
     )
 
 
-def _cart(conn: sa.Connection, cid: int, cart_id: str, now: datetime) -> int:
-    """The open cart: a cart that was ordered starts over when something is added again."""
-    row = conn.execute(
-        sa.select(carts.c.id, carts.c.status).where(
-            carts.c.customer_id == cid, carts.c.cart_id == cart_id
-        )
-    ).first()
-    if row is None:
-        return int(
-            conn.execute(
-                carts.insert()
-                .values(
-                    customer_id=cid, cart_id=cart_id, status="open", created_at=now, updated_at=now
-                )
-                .returning(carts.c.id)
-            ).scalar_one()
-        )
-    if row.status == "ordered":
-        conn.execute(cart_items.delete().where(cart_items.c.cart_pk == row.id))
-        conn.execute(
-            carts.update()
-            .where(carts.c.id == row.id)
-            .values(status="open", created_at=now, updated_at=now)
-        )
-    return int(row.id)
-
-
-def _cart_id(props: dict[str, Any]) -> str:
-    value = _first(props, "cart_id", "cartId")
-    return "" if value is None else str(value)
-
-
-def _change_cart_item(conn: sa.Connection, cid: int, msg: Incoming, now: datetime) -> None:
-    props = msg.properties
-    pk = _cart(conn, cid, _cart_id(props), now)
-    pid = product_id(props) or ""
-    qty = int(props.get("quantity") or 1)
-    price = props.get("price")
-    ci = cart_items.c
-    if msg.name == "Product Added":
-        stmt = upsert(conn, cart_items)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["cart_pk", "product_id"],
-            set_={
-                "quantity": ci.quantity + stmt.excluded.quantity,
-                "price": sa.func.coalesce(stmt.excluded.price, ci.price),
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
-        conn.execute(
-            stmt,
-            {
-                "cart_pk": pk,
-                "product_id": pid,
-                "quantity": qty,
-                "price": float(price) if _is_number(price) else None,
-                "updated_at": now,
-            },
-        )
-    else:
-        conn.execute(
-            cart_items.update()
-            .where(ci.cart_pk == pk, ci.product_id == pid)
-            .values(quantity=ci.quantity - qty, updated_at=now)
-        )
-        conn.execute(cart_items.delete().where(ci.cart_pk == pk, ci.quantity <= 0))
-    conn.execute(carts.update().where(carts.c.id == pk).values(status="open", updated_at=now))
-
-
-def _sync_cart(
-    conn: sa.Connection, cid: int, msg: Incoming, status: str | None, now: datetime
-) -> None:
-    """Cart Viewed and Checkout Started carry the whole cart: it replaces what we had."""
-    items = _products_of(msg)
-    pk = _cart(conn, cid, _cart_id(msg.properties), now)
-    if items:
-        conn.execute(cart_items.delete().where(cart_items.c.cart_pk == pk))
-        merged: dict[str, dict[str, Any]] = {}
-        for item in items:
-            pid = product_id(item) or ""
-            row = merged.setdefault(
-                pid,
-                {"cart_pk": pk, "product_id": pid, "quantity": 0, "price": None, "updated_at": now},
-            )
-            row["quantity"] += int(item.get("quantity") or 1)
-            if _is_number(item.get("price")):
-                row["price"] = float(item["price"])
-        conn.execute(cart_items.insert(), list(merged.values()))
-    values: dict[str, Any] = {"updated_at": now}
-    if status:
-        values["status"] = status
-    conn.execute(carts.update().where(carts.c.id == pk).values(**values))
-
-
 def _number(props: dict[str, Any], key: str) -> float | None:
     value = props.get(key)
     return float(value) if _is_number(value) else None
@@ -305,12 +256,11 @@ def order_total(props: dict[str, Any]) -> float:
     )
 
 
-def _record_order(conn: sa.Connection, cid: int, msg: Incoming, now: datetime) -> None:
+def _order_row(cid: int, msg: Incoming, now: datetime) -> dict[str, Any]:
     props = msg.properties
-    oid = order_id(props) or ""
     offline = props.get("channel") == "offline" or props.get("store_id") is not None
-    values = {
-        "order_id": oid,
+    return {
+        "order_id": order_id(props) or "",
         "customer_id": cid,
         "status": "completed",
         "total": order_total(props),
@@ -325,47 +275,81 @@ def _record_order(conn: sa.Connection, cid: int, msg: Incoming, now: datetime) -
         "occurred_at": msg.occurred_at,
         "updated_at": now,
     }
-    stmt = upsert(conn, orders).values(**values)
-    update = {
-        k: getattr(stmt.excluded, k)
-        for k in values
-        if k not in ("order_id", "customer_id", "refunded")
-    }
-    if msg.name == "Order Updated":
-        update.pop("occurred_at")
-    pk = conn.execute(
-        stmt.on_conflict_do_update(index_elements=["order_id"], set_=update).returning(orders.c.id)
-    ).scalar_one()
-    items = _products_of(msg)
-    if items:
-        conn.execute(order_lines.delete().where(order_lines.c.order_pk == pk))
-        conn.execute(
-            order_lines.insert(),
-            [
-                {
-                    "order_pk": pk,
-                    "product_id": product_id(i) or "",
-                    "category_id": _str(i.get("category")),
-                    "price": float(i.get("price") or 0),
-                    "quantity": int(i.get("quantity") or 1),
-                }
-                for i in items
-            ],
-        )
-    cart = conn.execute(
-        sa.select(carts.c.id).where(carts.c.customer_id == cid, carts.c.cart_id == _cart_id(props))
-    ).scalar()
-    if cart is not None:
-        conn.execute(
-            carts.update().where(carts.c.id == cart).values(status="ordered", updated_at=now)
-        )
+
+
+class _Orders:
+    """Orders of a batch, written together; flushed before a refund or cancel reads them.
+
+    A re-sent order updates its amounts and lines but keeps its customer, its status (a
+    cancelled order stays cancelled) and its refunds; ``Order Updated`` keeps its time.
+    """
+
+    def __init__(self, conn: sa.Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.pending: dict[str, tuple[dict[str, Any], list[dict[str, Any]], bool]] = {}
+
+    def add(self, cid: int, msg: Incoming) -> None:
+        row = _order_row(cid, msg, self.now)
+        lines = [
+            {
+                "product_id": product_id(i) or "",
+                "category_id": _str(i.get("category")),
+                "price": float(i.get("price") or 0),
+                "quantity": _quantity(i),
+            }
+            for i in _products_of(msg)
+        ]
+        earlier = self.pending.get(row["order_id"])
+        keep_time = msg.name == "Order Updated"
+        if earlier is not None:
+            if keep_time:
+                row["occurred_at"] = earlier[0]["occurred_at"]
+            keep_time = earlier[2] and keep_time
+            lines = lines or earlier[1]
+        self.pending[row["order_id"]] = (row, lines, keep_time)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        for keep_time in (False, True):
+            group = [p for p in self.pending.values() if p[2] == keep_time]
+            if not group:
+                continue
+            stmt = upsert(self.conn, orders)
+            kept = {"order_id", "customer_id", "refunded", "status"}
+            if keep_time:
+                kept.add("occurred_at")
+            update = {k: getattr(stmt.excluded, k) for k in group[0][0] if k not in kept}
+            stmt = stmt.on_conflict_do_update(index_elements=["order_id"], set_=update)
+            pks = list(
+                self.conn.execute(
+                    stmt.returning(orders.c.id, sort_by_parameter_order=True),
+                    [row for row, _, _ in group],
+                ).scalars()
+            )
+            with_lines = [
+                (pk, lines) for pk, (_, lines, _) in zip(pks, group, strict=True) if lines
+            ]
+            if with_lines:
+                self.conn.execute(
+                    order_lines.delete().where(
+                        order_lines.c.order_pk.in_([pk for pk, _ in with_lines])
+                    )
+                )
+                self.conn.execute(
+                    order_lines.insert(),
+                    [{"order_pk": pk, **line} for pk, lines in with_lines for line in lines],
+                )
+        self.pending.clear()
 
 
 def _refund_or_cancel(conn: sa.Connection, msg: Incoming, now: datetime) -> int | None:
     """Cancel drops the order from the aggregates; a refund takes back its amount.
 
-    A refund without an amount (or for the whole total) is a full refund and the order
-    stops counting; a partial refund keeps it counted with less revenue.
+    The amount is ``total`` (or ``revenue``), else the refunded ``products`` (the spec's
+    partial refund by items). A refund with neither, or for the whole total, is a full
+    refund and the order stops counting; a partial refund keeps it counted with less revenue.
     """
     oid = order_id(msg.properties) or ""
     row = conn.execute(
@@ -378,7 +362,11 @@ def _refund_or_cancel(conn: sa.Connection, msg: Incoming, now: datetime) -> int 
     if msg.name == "Order Cancelled":
         values: dict[str, Any] = {"status": "cancelled"}
     else:
-        amount = _number(msg.properties, "total") or _number(msg.properties, "revenue")
+        amount = _number(msg.properties, "total")
+        if amount is None:
+            amount = _number(msg.properties, "revenue")
+        if amount is None and _products_of(msg):
+            amount = order_total({"products": _products_of(msg)})
         refunded = row.total if amount is None else min(row.total, row.refunded + amount)
         values = {
             "refunded": refunded,

@@ -6,7 +6,8 @@ The rules (docs/identity.md has them with examples):
    anonymous profile was still anonymous it is merged in.
 2. An email or phone that already belongs to another profile merges the two, unless both
    profiles carry different user ids: then the identifier stays with its owner and the
-   conflict is noted in the event's ``context.rapport.identity_conflicts``.
+   conflict is noted in the event's ``context.rapport.identity_conflicts``. A message with
+   no user id and a new anonymous id joins the profile that owns its email or phone.
 3. In a merge the profile with a user id survives; between equals, the older one.
 4. ``alias`` is an explicit instruction: the ``previousId`` profile is merged into the
    ``userId`` one even when both are known.
@@ -20,7 +21,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from rapport.customers.merge import merge_customers
-from rapport.customers.profile import attach_identity, create_customer
+from rapport.customers.profile import attach_identities, create_customers
 from rapport.ingest.messages import Incoming
 from rapport.store.tables import identities
 
@@ -34,30 +35,28 @@ class _Resolver:
         self.owner: dict[Key, int] = {}
         self.user_of: dict[int, str | None] = {}
         self.redirect: dict[int, int] = {}
+        self.pending: list[tuple[int, str, str]] = []
+        self._next_placeholder = 0
 
     def load(self, keys: Iterable[Key]) -> None:
+        """One query: who owns each identifier, and the user id of each owner."""
         wanted = set(keys)
         values = sorted({v for _, v in wanted})
+        ident, user = identities, identities.alias("user_ids")
         for start in range(0, len(values), 500):
-            chunk = values[start : start + 500]
-            for kind, value, cid in self.conn.execute(
-                sa.select(identities.c.kind, identities.c.value, identities.c.customer_id).where(
-                    identities.c.value.in_(chunk)
+            query = (
+                sa.select(ident.c.kind, ident.c.value, ident.c.customer_id, user.c.value)
+                .outerjoin(
+                    user,
+                    sa.and_(user.c.customer_id == ident.c.customer_id, user.c.kind == "user_id"),
                 )
-            ):
+                .where(ident.c.value.in_(values[start : start + 500]))
+            )
+            for kind, value, cid, user_id in self.conn.execute(query):
                 if (kind, value) in wanted:
                     self.owner[(kind, value)] = cid
-        cids = sorted(set(self.owner.values()))
-        for cid in cids:
-            self.user_of.setdefault(cid, None)
-        for start in range(0, len(cids), 500):
-            for cid, value in self.conn.execute(
-                sa.select(identities.c.customer_id, identities.c.value).where(
-                    identities.c.kind == "user_id",
-                    identities.c.customer_id.in_(cids[start : start + 500]),
-                )
-            ):
-                self.user_of[cid] = value
+                    if self.user_of.get(cid) is None:
+                        self.user_of[cid] = user_id
 
     def follow(self, cid: int) -> int:
         while cid in self.redirect:
@@ -69,27 +68,61 @@ class _Resolver:
         return None if cid is None else self.follow(cid)
 
     def create(self) -> int:
-        cid = create_customer(self.conn, self.now)
+        """A new profile, written only at the end (see ``materialize``): a negative id."""
+        self._next_placeholder -= 1
+        cid = self._next_placeholder
         self.user_of[cid] = None
         return cid
 
     def attach(self, cid: int, kind: str, value: str) -> None:
-        attach_identity(self.conn, cid, kind, value, self.now)
+        self.pending.append((cid, kind, value))
         self.owner[(kind, value)] = cid
         if kind == "user_id" and self.user_of.get(cid) is None:
             self.user_of[cid] = value
 
     def merge(self, a: int, b: int, reason: str) -> int:
-        """Merge two profiles; returns the survivor (rule 3)."""
-        ua, ub = self.user_of.get(a), self.user_of.get(b)
-        if (ua is None) != (ub is None):
-            survivor, loser = (a, b) if ua is not None else (b, a)
+        """Merge two profiles; returns the survivor (rule 3).
+
+        A profile born in this batch has nothing stored yet, so it simply folds into the
+        other one: the result is the same person with the same identifiers.
+        """
+        if a < 0 or b < 0:
+            survivor, loser = (b, a) if a < 0 and (b > 0 or a < b) else (a, b)
         else:
-            survivor, loser = min(a, b), max(a, b)
-        merge_customers(self.conn, survivor, loser, reason, self.now)
+            ua, ub = self.user_of.get(a), self.user_of.get(b)
+            if (ua is None) != (ub is None):
+                survivor, loser = (a, b) if ua is not None else (b, a)
+            else:
+                survivor, loser = min(a, b), max(a, b)
+            merge_customers(self.conn, survivor, loser, reason, self.now)
         self.redirect[loser] = survivor
         self.user_of[survivor] = self.user_of.get(survivor) or self.user_of.get(loser)
         return survivor
+
+    def materialize(self) -> None:
+        """Write the batch's new profiles and identifiers with one statement each."""
+        # Only profiles still standing: one folded into another in this batch is not created.
+        placeholders = sorted(
+            {self.follow(cid) for cid, _, _ in self.pending if self.follow(cid) < 0},
+            reverse=True,
+        )
+        if placeholders:
+            new_ids = create_customers(self.conn, len(placeholders), self.now)
+            real = dict(zip(placeholders, new_ids, strict=True))
+            for cid, target in real.items():
+                self.redirect[cid] = target
+        rows = []
+        for cid, kind, value in self.pending:
+            rows.append(
+                {
+                    "customer_id": self.follow(cid),
+                    "kind": kind,
+                    "value": value,
+                    "created_at": self.now,
+                }
+            )
+        attach_identities(self.conn, rows)
+        self.pending.clear()
 
     def can_merge(self, a: int, b: int) -> bool:
         ua, ub = self.user_of.get(a), self.user_of.get(b)
@@ -119,6 +152,18 @@ class _Resolver:
             if previous is not None and previous != target:
                 target = previous if target is None else self.merge(target, previous, "alias")
 
+        if target is None and msg.user_id is None:
+            # A new anonymous id with a known email or phone (a call matched by number)
+            # belongs to that profile at once, rather than to a new one merged into it.
+            target = next(
+                (
+                    owner
+                    for kind, values in (("email", msg.emails), ("phone", msg.phones))
+                    for value in values
+                    if (owner := self.find(kind, value)) is not None
+                ),
+                None,
+            )
         if target is None:
             target = self.create()
         if msg.user_id and self.find("user_id", msg.user_id) is None:
@@ -160,4 +205,5 @@ def resolve(conn: sa.Connection, batch: list[Incoming], now: datetime) -> list[i
     resolver = _Resolver(conn, now)
     resolver.load(key for msg in batch for key in _keys(msg))
     found = [resolver.resolve_one(msg) for msg in batch]
+    resolver.materialize()
     return [resolver.follow(cid) for cid in found]

@@ -1,0 +1,370 @@
+"""Ingest benchmark: sustained events/s through /v1/batch and /v1/track latency.
+
+For each store (SQLite, PostgreSQL) it starts `rapport serve` pinned to one core, drives it
+from the other core with several concurrent clients sending 100-event batches of a
+realistic mix (computed fields maintained), then measures single /v1/track calls at a
+fixed arrival rate. The baseline, measured in the same run, is the raw limit: the same
+event rows written straight into the events table (executemany on SQLite, COPY on
+PostgreSQL), in transactions of the same size. Prints a table and writes
+bench/results/ingest.json.
+
+    python bench/ingest.py            # full run
+    python bench/ingest.py --quick    # under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.workload import Workload  # noqa: E402
+from rapport.access.keys import create_key  # noqa: E402
+from rapport.store.engine import create_engine  # noqa: E402
+from rapport.store.migrate import upgrade  # noqa: E402
+from tests.postgres_server import create_database, server_url  # noqa: E402
+
+console = Console()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`rapport serve` in its own process, on one core when the machine has two."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> str:
+        cmd = [
+            sys.executable,
+            "-m",
+            "rapport.cli",
+            "serve",
+            "--database-url",
+            self.url,
+            "--port",
+            str(self.port),
+        ]
+        if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+            cmd = ["taskset", "-c", "0", *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    return base
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(
+            "server did not start: "
+            + (self.proc.stderr.read(2000).decode() if self.proc.stderr else "")
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client: the load generator must cost far less than the
+    server it measures, which a full-featured client library on one core does not."""
+
+    def __init__(self, host: str, port: int, key: str) -> None:
+        self.host, self.port = host, port
+        self.auth = base64.b64encode(f"{key}:".encode()).decode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Basic {self.auth}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        await self.writer.drain()
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(
+            int(v.split(b":")[1]) for v in lines if v.lower().startswith(b"content-length")
+        )
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _hostport(base: str) -> tuple[str, int]:
+    host, _, port = base.removeprefix("http://").partition(":")
+    return host, int(port)
+
+
+async def _throughput(base: str, key: str, bodies: list[bytes], clients: int) -> float:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    host, port = _hostport(base)
+
+    async def worker() -> None:
+        conn = Connection(host, port, key)
+        try:
+            while True:
+                try:
+                    body = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                status, answer = await conn.post("/v1/batch", body)
+                if status != 200:
+                    raise RuntimeError(f"batch failed: {status} {answer[:300]!r}")
+        finally:
+            conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return time.perf_counter() - start
+
+
+async def _latency(base: str, key: str, messages: list[bytes], rate: float) -> list[float]:
+    """Open loop: requests leave on a fixed schedule whether or not earlier ones returned."""
+    host, port = _hostport(base)
+    latencies: list[float] = []
+    idle: list[Connection] = [Connection(host, port, key) for _ in range(64)]
+
+    async def one(body: bytes, due: float) -> None:
+        conn = idle.pop() if idle else Connection(host, port, key)
+        status, answer = await conn.post("/v1/track", body)
+        latencies.append(time.perf_counter() - due)
+        idle.append(conn)
+        if status != 200:
+            raise RuntimeError(f"track failed: {status} {answer[:300]!r}")
+
+    start = time.perf_counter()
+    tasks = []
+    for i, body in enumerate(messages):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(body, due)))
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.close()
+    return latencies
+
+
+def _event_rows(batches: list[list[dict[str, Any]]]) -> list[tuple[Any, ...]]:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = []
+    for batch in batches:
+        for i, m in enumerate(batch):
+            rows.append(
+                (
+                    i + 1,
+                    m["messageId"],
+                    m["type"],
+                    m.get("event") or m["type"],
+                    orjson.dumps(m.get("properties") or m.get("traits") or {}).decode(),
+                    orjson.dumps(m.get("context") or {}).decode(),
+                    now,
+                    now,
+                    "api",
+                )
+            )
+    return rows
+
+
+COLUMNS = (
+    "customer_id, message_id, type, name, properties, context, occurred_at, received_at, source"
+)
+
+
+def _raw_sqlite(path: str, rows: list[tuple[Any, ...]], chunk: int) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("DELETE FROM events")
+    start = time.perf_counter()
+    for i in range(0, len(rows), chunk):
+        conn.execute("BEGIN")
+        conn.executemany(
+            f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows[i : i + chunk]
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(rows) / elapsed
+
+
+def _raw_postgres(url: str, rows: list[tuple[Any, ...]], chunk: int) -> float:
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE events")
+        conn.commit()
+        start = time.perf_counter()
+        for i in range(0, len(rows), chunk):
+            with conn.cursor() as cur, cur.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
+                for row in rows[i : i + chunk]:
+                    copy.write_row(row)
+            conn.commit()
+        return len(rows) / (time.perf_counter() - start)
+
+
+def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    engine = create_engine(url)
+    upgrade(engine)
+    key = create_key(engine, "write", "bench", datetime.now(UTC)).key
+    engine.dispose()
+    workload = Workload(visitors=args.visitors, seed=11)
+    batches = [workload.batch(args.batch_size) for _ in range(args.batches)]
+    bodies = [orjson.dumps({"batch": b}) for b in batches]
+    tracks = [
+        orjson.dumps(workload.batch(1)[0] | {"type": "track", "event": "Latency Probe"})
+        for _ in range(args.track_requests)
+    ]
+    with Server(url) as base:
+        # warm up: connections, caches, the first customers
+        asyncio.run(_throughput(base, key, bodies[:3], 1))
+        elapsed = asyncio.run(_throughput(base, key, bodies[3:], args.clients))
+        events = (len(bodies) - 3) * args.batch_size
+        latencies = asyncio.run(_latency(base, key, tracks, args.rate))
+    check = create_engine(url)
+    with check.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+    check.dispose()
+    rows = _event_rows(batches)
+    raw = (
+        _raw_sqlite(raw_url, rows, args.batch_size)
+        if name == "sqlite"
+        else _raw_postgres(raw_url, rows, args.batch_size)
+    )
+    latencies.sort()
+    result = {
+        "store": name,
+        "events": events,
+        "stored_total": stored,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(events / elapsed),
+        "raw_rows_per_s": round(raw),
+        "ratio_to_raw": round((events / elapsed) / raw, 3),
+        "track_requests": len(latencies),
+        "track_rate_per_s": args.rate,
+        "track_p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "track_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+    }
+    expected = len(bodies) * args.batch_size + len(tracks)
+    if stored != expected:
+        raise RuntimeError(f"{name}: {stored} events stored, {expected} sent")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small run, under a minute")
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=500.0, help="/v1/track requests per second")
+    args = parser.parse_args()
+    args.batch_size = 100
+    args.batches = 60 if args.quick else 1000
+    args.visitors = 5_000 if args.quick else 50_000
+    args.track_requests = 1000 if args.quick else 5000
+
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {1})
+    results = []
+    tmp = tempfile.mkdtemp(prefix="rapport-bench-")
+    try:
+        for store in args.stores.split(","):
+            console.print(
+                f"[bold]{store}[/bold]: {args.batches} batches of {args.batch_size}, "
+                f"{args.clients} clients; then {args.track_requests} /v1/track at {args.rate:g}/s"
+            )
+            if store == "sqlite":
+                url, raw_url = f"sqlite:///{tmp}/bench.db", f"{tmp}/raw.db"
+                raw_engine = create_engine(f"sqlite:///{raw_url}")
+                upgrade(raw_engine)
+                raw_engine.dispose()
+                results.append(run_backend(store, url, raw_url, args))
+            else:
+                server = server_url()
+                url, drop = create_database(server, "rapport_bench")
+                raw, drop_raw = create_database(server, "rapport_bench_raw")
+                try:
+                    raw_engine = create_engine(raw)
+                    upgrade(raw_engine)
+                    raw_engine.dispose()
+                    results.append(run_backend(store, url, raw, args))
+                finally:
+                    drop()  # type: ignore[operator]
+                    drop_raw()  # type: ignore[operator]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    table = Table(title="Ingest (server on one core)")
+    for col in (
+        "store",
+        "events/s via /v1/batch",
+        "raw insert rows/s",
+        "ratio",
+        "track p50 ms",
+        "track p99 ms",
+    ):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(
+            r["store"],
+            f"{r['events_per_s']:,}",
+            f"{r['raw_rows_per_s']:,}",
+            f"{r['ratio_to_raw']:.2f}",
+            f"{r['track_p50_ms']}",
+            f"{r['track_p99_ms']}",
+        )
+    console.print(table)
+    out = ROOT / "bench" / "results" / "ingest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        orjson.dumps(
+            {"quick": args.quick, "results": results, "at": datetime.now(UTC).isoformat()},
+            option=orjson.OPT_INDENT_2,
+        ).decode()
+    )
+    console.print(f"written {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Carts, kept in step with Product Added / Removed, Cart Viewed, Checkout Started and orders.
+
+A batch loads the carts it touches once, replays its events on them in memory, and writes
+the result back with a handful of statements, however many cart events it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.store.tables import cart_items, carts
+
+CartKey = tuple[int, str]
+
+
+@dataclass
+class CartState:
+    pk: int | None
+    status: str
+    created_at: datetime
+    items: dict[str, list[Any]] = field(default_factory=dict)  # product -> [quantity, price]
+    changed: bool = False
+
+
+class CartBook:
+    def __init__(self, conn: sa.Connection, keys: set[CartKey], now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.carts: dict[CartKey, CartState] = {}
+        if not keys:
+            return
+        cids = sorted({cid for cid, _ in keys})
+        by_pk: dict[int, CartState] = {}
+        for row in conn.execute(sa.select(carts).where(carts.c.customer_id.in_(cids))):
+            key = (row.customer_id, row.cart_id)
+            if key in keys:
+                state = CartState(row.id, row.status, row.created_at)
+                self.carts[key] = by_pk[row.id] = state
+        if by_pk:
+            for item in conn.execute(
+                sa.select(cart_items).where(cart_items.c.cart_pk.in_(sorted(by_pk)))
+            ):
+                by_pk[item.cart_pk].items[item.product_id] = [item.quantity, item.price]
+
+    def _open(self, key: CartKey) -> CartState:
+        """The open cart: a cart that was ordered starts over when something is added."""
+        state = self.carts.get(key)
+        if state is None:
+            state = self.carts[key] = CartState(None, "open", self.now)
+        elif state.status == "ordered":
+            state.items.clear()
+            state.status = "open"
+            state.created_at = self.now
+        state.changed = True
+        return state
+
+    def add(self, key: CartKey, product: str, quantity: int, price: float | None) -> None:
+        state = self._open(key)
+        slot = state.items.setdefault(product, [0, None])
+        slot[0] += quantity
+        if price is not None:
+            slot[1] = price
+        state.status = "open"
+
+    def remove(self, key: CartKey, product: str, quantity: int) -> None:
+        state = self._open(key)
+        slot = state.items.get(product)
+        if slot is not None:
+            slot[0] -= quantity
+            if slot[0] <= 0:
+                del state.items[product]
+        state.status = "open"
+
+    def replace(self, key: CartKey, items: dict[str, list[Any]], status: str | None) -> None:
+        """Cart Viewed and Checkout Started carry the whole cart: it replaces what we had."""
+        state = self._open(key)
+        if items:
+            state.items = items
+        if status:
+            state.status = status
+
+    def ordered(self, key: CartKey) -> None:
+        state = self.carts.get(key)
+        if state is not None:
+            state.status = "ordered"
+            state.changed = True
+
+    def flush(self) -> None:
+        changed = [(k, s) for k, s in sorted(self.carts.items()) if s.changed]
+        if not changed:
+            return
+        new = [(k, s) for k, s in changed if s.pk is None]
+        if new:
+            result = self.conn.execute(
+                carts.insert().returning(carts.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "customer_id": k[0],
+                        "cart_id": k[1],
+                        "status": s.status,
+                        "created_at": s.created_at,
+                        "updated_at": self.now,
+                    }
+                    for k, s in new
+                ],
+            )
+            for (_, state), pk in zip(new, result.scalars(), strict=True):
+                state.pk = int(pk)
+        old = [s for _, s in changed if s not in [n for _, n in new]]
+        if old:
+            self.conn.execute(
+                carts.update()
+                .where(carts.c.id == sa.bindparam("pk"))
+                .values(
+                    status=sa.bindparam("st"),
+                    created_at=sa.bindparam("ca", type_=carts.c.created_at.type),
+                    updated_at=sa.bindparam("ua", type_=carts.c.updated_at.type),
+                ),
+                [{"pk": s.pk, "st": s.status, "ca": s.created_at, "ua": self.now} for s in old],
+            )
+            self.conn.execute(
+                cart_items.delete().where(cart_items.c.cart_pk.in_([s.pk for s in old]))
+            )
+        rows = [
+            {
+                "cart_pk": s.pk,
+                "product_id": pid,
+                "quantity": qty,
+                "price": price,
+                "updated_at": self.now,
+            }
+            for _, s in changed
+            for pid, (qty, price) in sorted(s.items.items())
+        ]
+        if rows:
+            self.conn.execute(cart_items.insert(), rows)
