@@ -31,8 +31,11 @@ def require_write_key(request: Request, checker: KeyChecker, body_key: object) -
         raise ApiError(
             401, "a write key is required: HTTP Basic with the key as username, or writeKey"
         )
-    if not checker.check(key, "write"):
-        raise ApiError(401, "the write key is not valid")
+    kind = checker.kind_of(key)
+    if kind == "secret":
+        raise ApiError(401, "authorization: a secret key cannot send events; use a write key")
+    if kind != "write":
+        raise ApiError(401, "authorization: the write key is not valid (unknown or revoked)")
 
 
 def require_secret_key(request: Request) -> None:
@@ -42,5 +45,10 @@ def require_secret_key(request: Request) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "authorization: Bearer <secret key> is required")
-    if not checker.check(token.strip(), "secret"):
-        raise ApiError(401, "the secret key is not valid")
+    kind = checker.kind_of(token.strip())
+    if kind == "write":
+        raise ApiError(
+            401, "authorization: a write key cannot use the management API; use a secret key"
+        )
+    if kind != "secret":
+        raise ApiError(401, "authorization: the secret key is not valid (unknown or revoked)")

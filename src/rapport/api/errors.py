@@ -19,8 +19,27 @@ class ApiError(Exception):
         self.problems = problems or []
 
 
-def error_body(message: str, problems: list[Problem]) -> dict[str, Any]:
-    return {"success": False, "message": message, "errors": [p.as_dict() for p in problems]}
+# A machine-readable ``code`` beside the message: the RudderStack SDK reads ``code`` and
+# ``message`` from every error answer and, without them, retries a 4xx as a network error.
+_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
+
+
+def error_body(status: int, message: str, problems: list[Problem]) -> dict[str, Any]:
+    return {
+        "success": False,
+        "code": _CODES.get(status, "error"),
+        "message": message,
+        "errors": [p.as_dict() for p in problems],
+    }
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -36,11 +55,13 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
-        return ORJSONResponse(error_body(exc.message, exc.problems), status_code=exc.status)
+        return ORJSONResponse(
+            error_body(exc.status, exc.message, exc.problems), status_code=exc.status
+        )
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> ORJSONResponse:
-        return ORJSONResponse(error_body(str(exc), exc.problems), status_code=400)
+        return ORJSONResponse(error_body(400, str(exc), exc.problems), status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
@@ -49,4 +70,4 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         message = "; ".join(str(p) for p in problems)
-        return ORJSONResponse(error_body(message, problems), status_code=422)
+        return ORJSONResponse(error_body(422, message, problems), status_code=422)

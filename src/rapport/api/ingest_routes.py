@@ -28,6 +28,9 @@ async def _body(request: Request, limit: int) -> bytes:
             raw = inflater.decompress(raw, limit + 1)
         except zlib.error as exc:
             raise ApiError(400, f"body: not valid gzip ({exc})") from None
+        if len(raw) <= limit and not inflater.eof:
+            # zlib returns what it could inflate from a cut-off stream without an error.
+            raise ApiError(400, "body: the gzip stream is truncated")
     elif encoding not in ("", "identity"):
         raise ApiError(415, f"content-encoding {encoding!r} is not supported (use gzip)")
     if len(raw) > limit:

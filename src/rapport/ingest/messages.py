@@ -45,15 +45,26 @@ def _ident(value: Any) -> Any:
     return value
 
 
-Ident = Annotated[str, BeforeValidator(_ident), Field(max_length=200)]
+def _required_ident(value: Any) -> Any:
+    value = _ident(value)
+    if value is None:
+        raise ValueError("must not be empty")
+    return value
+
+
+# The validator sits outside the ``| None`` so a blank id reads as "not given" rather than
+# failing as "not a string"; required ids say they must not be empty.
+_IdText = Annotated[str, Field(max_length=200)]
+Ident = Annotated[_IdText, BeforeValidator(_required_ident)]
+OptionalIdent = Annotated[_IdText | None, BeforeValidator(_ident)]
 
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     messageId: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    userId: Ident | None = None
-    anonymousId: Ident | None = None
+    userId: OptionalIdent = None
+    anonymousId: OptionalIdent = None
     timestamp: datetime | None = None
     originalTimestamp: datetime | None = None
     sentAt: datetime | None = None
@@ -192,8 +203,8 @@ def parse_message(
             if msg.category is not None:
                 incoming.properties = {**incoming.properties, "category": msg.category}
     elif isinstance(msg, Identify):
-        incoming.traits = msg.traits
-        incoming.attributes = read_attributes(msg.traits, msg.context, where, problems)
+        incoming.traits = _identify_traits(msg)
+        incoming.attributes = read_attributes(incoming.traits, msg.context, where, problems)
     elif isinstance(msg, Group):
         incoming.group_id = msg.groupId
         incoming.traits = msg.traits
@@ -202,14 +213,26 @@ def parse_message(
         incoming.previous_id = msg.previousId
         incoming.properties = {"previousId": msg.previousId}
 
-    own_traits = msg.traits if isinstance(msg, Identify) else {}
+    own_traits, context = {}, msg.context
+    if isinstance(msg, Identify):
+        # context.traits is already folded into an identify's traits; read it once.
+        own_traits, context = incoming.traits, {**msg.context, "traits": None}
     incoming.emails, incoming.phones = contact_points(
-        own_traits, msg.context, where, phone_region, problems
+        own_traits, context, where, phone_region, problems
     )
     ecommerce.validate(incoming, where, problems)
     if problems:
         raise InvalidInput(problems)
     return incoming
+
+
+def _identify_traits(msg: Identify) -> dict[str, Any]:
+    """RudderStack's SDKs send identify traits in ``context.traits`` only; Segment's in
+    ``traits``. Both are read, and ``traits`` wins where they disagree."""
+    ctx_traits = msg.context.get("traits")
+    if isinstance(ctx_traits, dict) and ctx_traits:
+        return {**ctx_traits, **msg.traits}
+    return msg.traits
 
 
 def _with_defaults(raw: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
