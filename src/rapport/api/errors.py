@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 
 from rapport.ingest.errors import InvalidInput, Problem
 
@@ -52,22 +53,26 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
+def _answer(body: dict[str, Any], status_code: int) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
-        return ORJSONResponse(
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return _answer(
             error_body(exc.status, exc.message, exc.problems), status_code=exc.status
         )
 
     @app.exception_handler(InvalidInput)
-    async def _invalid(_: Request, exc: InvalidInput) -> ORJSONResponse:
-        return ORJSONResponse(error_body(400, str(exc), exc.problems), status_code=400)
+    async def _invalid(_: Request, exc: InvalidInput) -> Response:
+        return _answer(error_body(400, str(exc), exc.problems), status_code=400)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
         problems = [
             Problem(_loc(tuple(e["loc"])), e["msg"].removeprefix("Value error, "))
             for e in exc.errors()
         ]
         message = "; ".join(str(p) for p in problems)
-        return ORJSONResponse(error_body(422, message, problems), status_code=422)
+        return _answer(error_body(422, message, problems), status_code=422)

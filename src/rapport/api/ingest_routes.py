@@ -20,6 +20,10 @@ _OK = b'{"success":true}'
 
 
 async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        # Refuse before reading: a compressed body is never larger than what it inflates to.
+        raise ApiError(413, f"body is larger than the limit of {limit} bytes")
     raw = await request.body()
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding == "gzip":
