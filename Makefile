@@ -36,4 +36,4 @@ serve: $(STAMP)
 	$(BIN)/rapport serve
 
 clean:
-	rm -rf $(VENV) rapport.db rapport.db-wal rapport.db-shm .pytest_cache
+	rm -rf $(VENV) rapport.db rapport.db-wal rapport.db-shm rapport-demo.db rapport-demo.db-wal rapport-demo.db-shm .pytest_cache

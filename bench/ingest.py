@@ -39,11 +39,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.postgres_server import create_database, server_url  # noqa: E402
+
 from bench.workload import Workload  # noqa: E402
 from rapport.access.keys import create_key  # noqa: E402
 from rapport.store.engine import create_engine  # noqa: E402
 from rapport.store.migrate import upgrade  # noqa: E402
-from tests.postgres_server import create_database, server_url  # noqa: E402
 
 console = Console()
 

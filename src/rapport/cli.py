@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -131,6 +132,172 @@ def serve(
         port=settings.port,
         log_level="warning",
     )
+
+
+@app.command("import")
+def import_command(
+    kind: Annotated[str, typer.Argument(help="customers, orders, products or events")],
+    file: Annotated[Path, typer.Argument(help="a .csv or .jsonl file", show_default=False)],
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: from the extension)")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option("--skip-invalid", help="store the good rows even if some are rejected"),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="where rejected rows go (default FILE.rejects.csv)"),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="rows handed to the pipeline at once")
+    ] = 1000,
+) -> None:
+    """Import a CSV or JSONL file, whole or not at all (see docs/import.md)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from rapport.ingest.importers import KINDS, ImportFileError, import_file
+    from rapport.pipeline import Pipeline
+    from rapport.store.migrate import upgrade
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
+    settings = settings_for(database_url)
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    labels = {"check": "Checking", "store": "Importing"}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(labels[phase], total=total)
+            bar.update(tasks[phase], completed=done)
+
+        try:
+            report = import_file(
+                engine,
+                Pipeline(engine),
+                kind,
+                file,
+                fmt=file_format,
+                skip_invalid=skip_invalid,
+                rejects_path=rejects,
+                batch_size=batch_size,
+                phone_region=settings.default_phone_region,
+                progress=progress,
+            )
+        except ImportFileError as exc:
+            console.print(f"[red]Cannot import {file}:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    if report.problems:
+        problems = Table("line", "field", "reason", title="Rejected rows")
+        for p in report.problems:
+            problems.add_row(str(p.line), p.field, p.reason)
+        console.print(problems)
+        if report.problems_total > len(report.problems):
+            console.print(f"… and {report.problems_total - len(report.problems)} more problems")
+    summary = Table("rows read", "stored", "duplicates skipped", "rejected", "rows/s")
+    summary.add_row(
+        str(report.rows_read),
+        str(report.rows_stored),
+        str(report.rows_duplicate),
+        str(report.rows_rejected),
+        f"{report.rows_per_second:,.0f}",
+    )
+    console.print(summary)
+    if report.rejects_path is not None:
+        console.print(f"Rejected rows written to {report.rejects_path}", highlight=False)
+    if not report.committed:
+        console.print(
+            f"[red]Nothing was imported:[/red] {report.rows_rejected} row(s) are invalid. "
+            "Fix them, or use --skip-invalid to import the rest."
+        )
+        raise typer.Exit(1)
+    console.print(f"Imported {file} ({kind}) in {report.seconds:.1f} s", highlight=False)
+
+
+demo_app = typer.Typer(
+    help="The demo: a synthetic clothing and footwear shop sent through the real ingest path.",
+    no_args_is_help=True,
+)
+app.add_typer(demo_app, name="demo")
+
+DemoCustomers = Annotated[int, typer.Option("--customers", min=1, help="customers to generate")]
+DemoMonths = Annotated[int, typer.Option("--months", min=1, help="months of history")]
+DemoSeed = Annotated[int, typer.Option("--seed", help="random seed: same seed, same shop")]
+
+
+@demo_app.command("generate")
+def demo_generate(
+    customers: DemoCustomers = 3000,
+    months: DemoMonths = 6,
+    seed: DemoSeed = 42,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Generate the shop's history into a store (upgraded first) and print a summary."""
+    from rapport.demo.generator import DemoConfig
+    from rapport.demo.runner import generate_with_progress, prepare, print_summary
+
+    engine = prepare(settings_for(database_url).database_url)
+    config = DemoConfig(customers=customers, months=months, seed=seed)
+    result = generate_with_progress(engine, config, console)
+    print_summary(engine, result, console)
+
+
+@demo_app.command("run")
+def demo_run(
+    customers: DemoCustomers = 3000,
+    months: DemoMonths = 6,
+    seed: DemoSeed = 42,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="a store to use instead of a fresh ./rapport-demo.db"),
+    ] = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="stop after the summary")] = False,
+) -> None:
+    """A fresh demo store, the shop's history, API keys, a summary, then `rapport serve`."""
+    from pathlib import Path
+
+    from rapport.demo.generator import DemoConfig
+    from rapport.demo.runner import (
+        DEMO_DATABASE,
+        create_demo_keys,
+        fresh_sqlite_url,
+        generate_with_progress,
+        prepare,
+        print_summary,
+    )
+
+    url = database_url or fresh_sqlite_url(Path(DEMO_DATABASE))
+    engine = prepare(url)
+    config = DemoConfig(customers=customers, months=months, seed=seed)
+    result = generate_with_progress(engine, config, console)
+    keys = create_demo_keys(engine)
+    print_summary(engine, result, console)
+    console.print(f"Store: {engine.url.render_as_string(hide_password=True)}", highlight=False)
+    console.print(f"Write key (ingest, HTTP Basic username): {keys.write}", soft_wrap=True)
+    console.print(f"Secret key (management API, Bearer):     {keys.secret}", soft_wrap=True)
+    if not no_serve:
+        serve(host=None, port=None, database_url=url)
 
 
 def main() -> None:

@@ -60,9 +60,7 @@ def _answer(body: dict[str, Any], status_code: int) -> Response:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return _answer(
-            error_body(exc.status, exc.message, exc.problems), status_code=exc.status
-        )
+        return _answer(error_body(exc.status, exc.message, exc.problems), status_code=exc.status)
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> Response:

@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.store.engine import upsert
-from rapport.store.tables import customers, event_counters, orders
+from rapport.store.fast import db_time, is_sqlite, run_many
+from rapport.store.tables import customers, orders
 
 # An order counts while it is neither cancelled nor fully refunded.
 COUNTED_ORDER_STATUSES = ("completed",)
@@ -42,40 +42,26 @@ class Changes:
 def apply_changes(conn: sa.Connection, changes: dict[int, Changes], now: datetime) -> None:
     ids = sorted(changes)  # a fixed order, so concurrent writers cannot deadlock
     seen = [cid for cid in ids if changes[cid].events]
-    if seen:
-        c = customers.c
-        conn.execute(
-            customers.update()
-            .where(c.id == sa.bindparam("cid"))
-            .values(
-                events_count=c.events_count + sa.bindparam("n"),
-                first_seen_at=sa.case(
-                    (
-                        sa.or_(c.first_seen_at.is_(None), c.first_seen_at > sa.bindparam("fs")),
-                        sa.bindparam("fs"),
-                    ),
-                    else_=c.first_seen_at,
-                ),
-                last_seen_at=sa.case(
-                    (
-                        sa.or_(c.last_seen_at.is_(None), c.last_seen_at < sa.bindparam("ls")),
-                        sa.bindparam("ls"),
-                    ),
-                    else_=c.last_seen_at,
-                ),
-                updated_at=sa.bindparam("now"),
-            ),
-            [
-                {
-                    "cid": cid,
-                    "n": changes[cid].events,
-                    "fs": changes[cid].first_seen,
-                    "ls": changes[cid].last_seen,
-                    "now": now,
-                }
-                for cid in seen
-            ],
-        )
+    run_many(
+        conn,
+        "UPDATE customers SET events_count = events_count + %s, "
+        "first_seen_at = CASE WHEN first_seen_at IS NULL OR first_seen_at > %s "
+        "THEN %s ELSE first_seen_at END, "
+        "last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < %s "
+        "THEN %s ELSE last_seen_at END, updated_at = %s WHERE id = %s",
+        [
+            (
+                changes[cid].events,
+                first := db_time(conn, changes[cid].first_seen),
+                first,
+                last := db_time(conn, changes[cid].last_seen),
+                last,
+                db_time(conn, now),
+                cid,
+            )
+            for cid in seen
+        ],
+    )
     _apply_attributes(conn, {cid: changes[cid] for cid in ids}, now)
     recompute_orders(conn, [cid for cid in ids if changes[cid].orders_changed], now)
 
@@ -145,17 +131,13 @@ def recompute_orders(conn: sa.Connection, ids: list[int], now: datetime) -> None
 
 def bump_counters(conn: sa.Connection, counts: Counter[tuple[int, str, date]]) -> None:
     """Per-customer, per-event-name, per-UTC-day counters: what segments read."""
-    if not counts:
-        return
-    stmt = upsert(conn, event_counters)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["customer_id", "name", "day"],
-        set_={"count": event_counters.c.count + stmt.excluded.count},
-    )
-    conn.execute(
-        stmt,
+    run_many(
+        conn,
+        "INSERT INTO event_counters (customer_id, name, day, count) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (customer_id, name, day) "
+        "DO UPDATE SET count = event_counters.count + excluded.count",
         [
-            {"customer_id": cid, "name": name, "day": day, "count": n}
+            (cid, name, day.isoformat() if is_sqlite(conn) else day, n)
             for (cid, name, day), n in sorted(counts.items())
         ],
     )
