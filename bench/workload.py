@@ -4,6 +4,11 @@ Shares by message (roughly what a shop's tracking plan sends): page 25 %, Produc
 35 %, Product List Filtered 8 %, Product Added 10 %, Cart Viewed 5 %, Checkout Started 4 %,
 Order Completed 3 %, identify 5 %, other track 5 %. Visitors start anonymous and identify
 later, so identity resolution and merges are part of the measured work.
+
+Traffic comes in sessions, as it does from real sites: ``sessions`` visitors are active at
+once, each message comes from one of them, and a session ends after ~12 messages and a new
+visitor (drawn from the whole population) takes its place. So a batch of 100 messages
+holds a few messages from each of some dozens of visitors, not 100 strangers.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ CATEGORIES = ["shoes", "sneakers", "boots", "jeans", "t-shirts", "jackets", "soc
 
 
 class Workload:
-    def __init__(self, visitors: int = 20_000, products: int = 2_000, seed: int = 7) -> None:
+    def __init__(
+        self, visitors: int = 20_000, products: int = 2_000, seed: int = 7, sessions: int = 50
+    ) -> None:
         self.rng = random.Random(seed)
         self.visitors = visitors
+        self.active = [[self.rng.randrange(visitors), 0] for _ in range(sessions)]
         self.products = [
             {
                 "product_id": f"p{i}",
@@ -45,7 +53,11 @@ class Workload:
         self.orders = 0
 
     def _who(self) -> tuple[int, dict[str, Any]]:
-        v = self.rng.randrange(self.visitors)
+        session = self.rng.choice(self.active)
+        session[1] += 1
+        if session[1] > self.rng.randint(6, 18):  # the session ends; a new visitor arrives
+            session[0], session[1] = self.rng.randrange(self.visitors), 1
+        v = session[0]
         ids: dict[str, Any] = {"anonymousId": f"anon-{v}"}
         if v % 3 == 0:  # a third of visitors are logged in
             ids["userId"] = f"user-{v}"

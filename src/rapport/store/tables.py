@@ -48,6 +48,13 @@ customers = sa.Table(
     sa.Column("revenue", sa.Float, nullable=False, server_default="0"),
     sa.Column("first_order_at", UTCDateTime),
     sa.Column("last_order_at", UTCDateTime),
+    # RFM scores 1-5 and the named cell; lifecycle stage of the CRM funnel (segments/).
+    sa.Column("rfm_recency", sa.SmallInteger),
+    sa.Column("rfm_frequency", sa.SmallInteger),
+    sa.Column("rfm_monetary", sa.SmallInteger),
+    sa.Column("rfm_cell", sa.String(32)),
+    sa.Column("lifecycle_stage", sa.String(16)),
+    sa.Column("lifecycle_changed_at", UTCDateTime),
 )
 
 identities = sa.Table(
@@ -232,4 +239,47 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # rules (membership computed from `rules`) | static (a list: members added explicitly)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("rules", JSONDoc, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Membership with history: a row per stay; ``until`` is null while the customer is in.
+segment_members = sa.Table(
+    "segment_members",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("segment_id", BigID, sa.ForeignKey("segments.id"), nullable=False),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=True),
+    sa.Index(
+        "uq_segment_members_current",
+        "segment_id",
+        "customer_id",
+        unique=True,
+        postgresql_where=sa.text("until IS NULL"),
+        sqlite_where=sa.text("until IS NULL"),
+    ),
+    sa.Index("ix_segment_members_customer", "customer_id"),
+)
+
+# Settings an operator can change at run time (RFM period, lifecycle thresholds, ...).
+app_settings = sa.Table(
+    "app_settings",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", JSONDoc, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
