@@ -307,7 +307,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small run, under a minute")
     parser.add_argument("--stores", default="sqlite,postgres")
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rate", type=float, default=500.0, help="/v1/track requests per second")
     args = parser.parse_args()
     args.batch_size = 100

@@ -50,10 +50,13 @@ class Pipeline:
                 with writing(self.engine) as conn:
                     return self.ingest_in(conn, batch)
             except sa.exc.IntegrityError:
-                self.products.clear()
+                self.products.clear()  # it may remember writes that were rolled back
                 if attempt == retries:
                     raise
                 time.sleep(0.005 * (attempt + 1))
+            except Exception:
+                self.products.clear()
+                raise
         raise AssertionError("unreachable")
 
     def ingest_in(self, conn: sa.Connection, batch: list[Incoming]) -> IngestResult:

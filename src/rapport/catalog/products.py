@@ -24,6 +24,8 @@ class ProductCache:
     def __init__(self, size: int = 100_000) -> None:
         self.size = size
         self._seen: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        # Category ids this process knows exist, so events do not re-insert them.
+        self.categories: set[str] = set()
 
     def changed(self, product: dict[str, Any]) -> bool:
         key = product["id"]
@@ -41,6 +43,7 @@ class ProductCache:
 
     def clear(self) -> None:
         self._seen.clear()
+        self.categories.clear()
 
 
 def upsert_products(
@@ -49,14 +52,19 @@ def upsert_products(
     now: datetime,
     *,
     replace: bool = False,
+    known_categories: set[str] | None = None,
 ) -> None:
     """Insert new products; for known ones, update the fields given (None keeps the old value).
 
     ``replace`` (the importer) sets every field, attributes included, as given.
+    ``known_categories`` (kept by the caller) skips categories already written.
     """
     if not items:
         return
     cats = sorted({p["category_id"] for p in items if p.get("category_id")})
+    if known_categories is not None:
+        cats = [c for c in cats if c not in known_categories]
+        known_categories.update(cats)
     if cats:
         cat_stmt = upsert(conn, categories).on_conflict_do_nothing(index_elements=["id"])
         conn.execute(cat_stmt, [{"id": c, "name": c, "parent_id": None} for c in cats])

@@ -66,7 +66,23 @@ def apply_changes(conn: sa.Connection, changes: dict[int, Changes], now: datetim
     recompute_orders(conn, [cid for cid in ids if changes[cid].orders_changed], now)
 
 
+# Attributes an identify call can set; a value not given keeps the stored one.
+ATTRIBUTE_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "birthday",
+    "gender",
+    "city",
+    "country",
+    "timezone",
+    "locale",
+)
+
+
 def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: datetime) -> None:
+    """One statement for the batch: each column is set where given, kept where not."""
     touched = [cid for cid, ch in changes.items() if ch.columns or ch.traits]
     if not touched:
         return
@@ -74,13 +90,30 @@ def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: dat
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     current = dict(conn.execute(query.order_by(customers.c.id)).all())
+    c = customers.c
+    stmt = (
+        customers.update()
+        .where(c.id == sa.bindparam("cid"))
+        .values(
+            {
+                col: sa.func.coalesce(sa.bindparam(f"v_{col}", type_=c[col].type), c[col])
+                for col in ATTRIBUTE_COLUMNS
+            }
+            | {
+                "traits": sa.bindparam("v_traits", type_=c.traits.type),
+                "updated_at": sa.bindparam("v_now", type_=c.updated_at.type),
+            }
+        )
+    )
+    rows = []
     for cid in touched:
         ch = changes[cid]
-        values: dict[str, Any] = dict(ch.columns)
-        if ch.traits:
-            values["traits"] = {**(current.get(cid) or {}), **ch.traits}
-        values["updated_at"] = now
-        conn.execute(customers.update().where(customers.c.id == cid).values(**values))
+        row: dict[str, Any] = {f"v_{col}": ch.columns.get(col) for col in ATTRIBUTE_COLUMNS}
+        row["v_traits"] = {**(current.get(cid) or {}), **ch.traits}
+        row["v_now"] = now
+        row["cid"] = cid
+        rows.append(row)
+    conn.execute(stmt, rows)
 
 
 def recompute_orders(conn: sa.Connection, ids: list[int], now: datetime) -> None:

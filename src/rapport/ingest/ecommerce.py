@@ -156,7 +156,7 @@ def apply(
                 outcome.orders_changed.add(owner)
 
     changed = [p for p in seen_products.values() if cache.changed(p)]
-    upsert_products(conn, changed, now)
+    upsert_products(conn, changed, now, known_categories=cache.categories)
     for p in changed:
         cache.remember(p)
     _record_views(conn, views)

@@ -26,6 +26,8 @@ from rapport.ingest.messages import Incoming
 from rapport.store.tables import identities
 
 Key = tuple[str, str]
+# Built once: a new alias per call would defeat SQLAlchemy's statement cache.
+_USER_IDS = identities.alias("user_ids")
 
 
 class _Resolver:
@@ -42,7 +44,7 @@ class _Resolver:
         """One query: who owns each identifier, and the user id of each owner."""
         wanted = set(keys)
         values = sorted({v for _, v in wanted})
-        ident, user = identities, identities.alias("user_ids")
+        ident, user = identities, _USER_IDS
         for start in range(0, len(values), 500):
             query = (
                 sa.select(ident.c.kind, ident.c.value, ident.c.customer_id, user.c.value)
