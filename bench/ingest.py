@@ -76,7 +76,8 @@ class Server:
         ]
         if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
             cmd = ["taskset", "-c", "0", *cmd]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -90,10 +91,16 @@ class Server:
             + (self.proc.stderr.read(2000).decode() if self.proc.stderr else "")
         )
 
-    def __exit__(self, *exc: object) -> None:
+    def errors(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self.proc:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+        if exc_type is not None:
+            console.print(f"[red]server log:[/red]\n{self.errors()}")
 
 
 class Connection:
@@ -107,6 +114,15 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            return await self._post(path, body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The server closed an idle keep-alive connection: reconnect and send again.
+            self.close()
+            self.writer = None
+            return await self._post(path, body)
+
+    async def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
