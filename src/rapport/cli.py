@@ -300,6 +300,135 @@ def demo_run(
         serve(host=None, port=None, database_url=url)
 
 
+segments_app = typer.Typer(
+    help="Segments: RFM scores and lifecycle stages, recomputed on demand.",
+    no_args_is_help=True,
+)
+app.add_typer(segments_app, name="segments")
+lists_app = typer.Typer(help="Static lists: members named by a file.", no_args_is_help=True)
+app.add_typer(lists_app, name="lists")
+
+
+@segments_app.command("rfm")
+def segments_rfm(
+    period_days: Annotated[
+        int | None,
+        typer.Option("--period-days", min=1, help="override the stored period for this run"),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Recompute RFM scores and cells now; print customers per cell (docs/rfm-lifecycle.md)."""
+    from rapport.segments.rfm import CELLS, recompute_rfm
+    from rapport.store.migrate import upgrade
+
+    engine = create_engine(settings_for(database_url).database_url)
+    upgrade(engine)
+    summary = recompute_rfm(engine, SystemClock().now(), period_days=period_days)
+    table = Table("cell", "customers", title=f"RFM over the last {summary.period_days} days")
+    for slug, n in summary.cells.items():
+        table.add_row(CELLS[slug], f"{n:,}")
+    table.add_row("(no order in the period)", f"{summary.without_orders:,}")
+    console.print(table)
+    console.print(
+        f"Scored {summary.scored:,} buyers ({summary.changed:,} changed, "
+        f"{summary.cleared:,} cleared) in {summary.seconds:.2f} s",
+        highlight=False,
+    )
+
+
+@segments_app.command("lifecycle")
+def segments_lifecycle(database_url: DatabaseUrl = None) -> None:
+    """Recompute lifecycle stages now; print customers per stage (docs/rfm-lifecycle.md)."""
+    from rapport.pipeline import Pipeline
+    from rapport.segments.lifecycle import recompute_lifecycle
+    from rapport.store.migrate import upgrade
+
+    engine = create_engine(settings_for(database_url).database_url)
+    upgrade(engine)
+    summary = recompute_lifecycle(engine, Pipeline(engine), SystemClock().now())
+    t = summary.thresholds
+    table = Table("stage", "customers", title="Lifecycle stages")
+    for stage, n in summary.stages.items():
+        table.add_row(stage.replace("_", " "), f"{n:,}")
+    console.print(table)
+    median = f"{t.median_gap_days:g} d over {t.repeat_gaps:,} gaps" if t.median_gap_days else "n/a"
+    console.print(
+        f"Active ≤ {t.active_days} d, lapsed > {t.lapsed_days} d, active from "
+        f"{t.active_min_orders} orders (from {t.source}; median gap {median})",
+        highlight=False,
+    )
+    console.print(
+        f"{summary.changed:,} of {summary.visited:,} customers changed stage "
+        f"({summary.announced:,} events) in {summary.seconds:.2f} s",
+        highlight=False,
+    )
+
+
+@lists_app.command("import")
+def lists_import(
+    list_name: Annotated[str, typer.Argument(help="the list (created if it does not exist)")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="CSV with user_id, email, phone or customer_id", show_default=False),
+    ],
+    database_url: DatabaseUrl = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="add the good rows even if some are rejected")
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="where rejected rows go (default FILE.rejects.csv)"),
+    ] = None,
+) -> None:
+    """Add the customers a file names to a static list, whole or not at all (docs/lists.md)."""
+    from rapport.ingest.importers import ImportFileError
+    from rapport.pipeline import Pipeline
+    from rapport.segments.list_import import import_list
+    from rapport.segments.lists import ListError
+    from rapport.store.migrate import upgrade
+
+    settings = settings_for(database_url)
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        report = import_list(
+            engine,
+            Pipeline(engine),
+            list_name,
+            file,
+            skip_invalid=skip_invalid,
+            rejects_path=rejects,
+            phone_region=settings.default_phone_region,
+        )
+    except (ImportFileError, ListError) as exc:
+        console.print(f"[red]Cannot import {file}:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if report.problems:
+        problems = Table("line", "field", "reason", title="Rejected rows")
+        for p in report.problems:
+            problems.add_row(str(p.line), p.field, p.reason)
+        console.print(problems)
+        if report.problems_total > len(report.problems):
+            console.print(f"… and {report.problems_total - len(report.problems)} more problems")
+    summary = Table("rows read", "added", "already members", "rejected")
+    summary.add_row(
+        str(report.rows_read),
+        str(report.rows_stored),
+        str(report.rows_duplicate),
+        str(report.rows_rejected),
+    )
+    console.print(summary)
+    if report.rejects_path is not None:
+        console.print(f"Rejected rows written to {report.rejects_path}", highlight=False)
+    if not report.committed:
+        console.print(
+            f"[red]Nothing was imported:[/red] {report.rows_rejected} row(s) are invalid. "
+            "Fix them, or use --skip-invalid to import the rest."
+        )
+        raise typer.Exit(1)
+    console.print(f"Imported {file} into list {list_name!r}", highlight=False)
+
+
 def main() -> None:
     app()
 

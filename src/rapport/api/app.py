@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from rapport import __version__
 from rapport.access.keys import KeyChecker
-from rapport.api import customer_routes, errors, ingest_routes
+from rapport.api import customer_routes, errors, ingest_routes, segment_list_routes
 from rapport.api.writer import IngestWriter
 from rapport.clock import Clock, SystemClock
 from rapport.pipeline import Pipeline
@@ -53,6 +53,7 @@ def create_app(
     errors.install(app)
     app.include_router(ingest_routes.router)
     app.include_router(customer_routes.router)
+    app.include_router(segment_list_routes.router)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -92,6 +92,15 @@ def computed_fields(row: Any, now: datetime) -> dict[str, Any]:
         "first_order_at": row.first_order_at,
         "last_order_at": last_order,
         "days_since_last_order": (now - last_order).days if last_order else None,
+        # Maintained by the RFM and lifecycle recomputations (segments/); null until they run.
+        "rfm": {
+            "recency": row.rfm_recency,
+            "frequency": row.rfm_frequency,
+            "monetary": row.rfm_monetary,
+            "cell": row.rfm_cell,
+        },
+        "lifecycle_stage": row.lifecycle_stage,
+        "lifecycle_changed_at": row.lifecycle_changed_at,
     }
 
 
