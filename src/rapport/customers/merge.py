@@ -24,6 +24,7 @@ from rapport.store.tables import (
     events,
     identities,
     orders,
+    segment_members,
 )
 
 _ATTRIBUTE_COLUMNS = (
@@ -71,6 +72,7 @@ def merge_customers(
         orders.update().where(orders.c.customer_id == loser).values(customer_id=survivor)
     ).rowcount
     _merge_carts(conn, survivor, loser)
+    _merge_memberships(conn, survivor, loser, now)
     _merge_counters(conn, survivor, loser)
     _merge_consents(conn, survivor, loser)
     conn.execute(
@@ -182,6 +184,24 @@ def _merge_carts(conn: sa.Connection, survivor: int, loser: int) -> None:
         )
         conn.execute(cart_items.delete().where(cart_items.c.cart_pk == pk))
         conn.execute(carts.delete().where(carts.c.id == pk))
+
+
+def _merge_memberships(conn: sa.Connection, survivor: int, loser: int, now: datetime) -> None:
+    """Lists and segments: a stay the survivor already has closes; the others move over."""
+    sm = segment_members.c
+    survivor_current = (
+        sa.select(sm.segment_id)
+        .where(sm.customer_id == survivor, sm.until.is_(None))
+        .scalar_subquery()
+    )
+    conn.execute(
+        segment_members.update()
+        .where(sm.customer_id == loser, sm.until.is_(None), sm.segment_id.in_(survivor_current))
+        .values(until=now)
+    )
+    conn.execute(
+        segment_members.update().where(sm.customer_id == loser).values(customer_id=survivor)
+    )
 
 
 def _merge_consents(conn: sa.Connection, survivor: int, loser: int) -> None:

@@ -25,6 +25,7 @@ from rapport.store.tables import (
     identities,
     order_lines,
     orders,
+    segment_members,
 )
 
 
@@ -89,6 +90,11 @@ def erase_customer(conn: sa.Connection, customer_id: int, now: datetime) -> list
     conn.execute(identities.delete().where(identities.c.customer_id.in_(ids)))
     conn.execute(consents.delete().where(consents.c.customer_id.in_(ids)))
     conn.execute(customer_groups.delete().where(customer_groups.c.customer_id.in_(ids)))
+    conn.execute(
+        segment_members.update()
+        .where(segment_members.c.customer_id.in_(ids), segment_members.c.until.is_(None))
+        .values(until=now)
+    )
     cart_ids = list(
         conn.execute(sa.select(carts.c.id).where(carts.c.customer_id.in_(ids))).scalars()
     )
