@@ -256,7 +256,8 @@ def test_email_match_merges_everything(api: Sender, engine: sa.Engine) -> None:
     [merge] = _merges(engine)
     assert (merge.into_id, merge.from_id, merge.reason) == (b.id, a.id, "same email")
     details = merge.details
-    assert details["events"] == 4 and details["orders"] == 1
+    # A's four events and the stage change its order caused moved over.
+    assert details["events"] == 5 and details["orders"] == 1
     assert {"kind": "email", "value": "ann@example.com"} in details["identities"]
     assert {"kind": "anonymous_id", "value": "anon-a"} in details["identities"]
     assert "city" in details["filled"]
@@ -265,7 +266,10 @@ def test_email_match_merges_everything(api: Sender, engine: sa.Engine) -> None:
     assert card_json["id"] == b.id and card_json["requested_id"] == a.id
     assert card_json["merged_from"] == [a.id]
     assert card_json["computed"]["orders_count"] == 2
-    assert len(api.get(f"/api/customers/{a.id}/timeline")["events"]) == 10
+    timeline = api.get(f"/api/customers/{a.id}/timeline")["events"]
+    # Ten events sent to the two profiles, plus the stage change each first order caused.
+    assert len([e for e in timeline if e["type"] != "system"]) == 10
+    assert [e["name"] for e in timeline if e["type"] == "system"] == ["Lifecycle Stage Changed"] * 2
 
 
 def test_phone_from_a_call_lands_on_the_known_profile(api: Sender, engine: sa.Engine) -> None:

@@ -118,7 +118,10 @@ def _check_store(engine: sa.Engine, url: str, secret_key: str) -> None:
                 )
             ).all()
         )
-        rows = conn.execute(sa.select(events).order_by(events.c.id)).all()
+        # What the SDK sent (Rapport's own events, such as stage changes, are left out).
+        rows = conn.execute(
+            sa.select(events).where(events.c.type != "system").order_by(events.c.id)
+        ).all()
         order = conn.execute(sa.select(orders)).one()
         cart = conn.execute(sa.select(carts)).one()
         views = conn.execute(sa.select(product_views)).one()

@@ -24,6 +24,8 @@ from rapport.customers.timeline import existing_message_ids, store_events
 from rapport.ingest import ecommerce
 from rapport.ingest.identity import resolve
 from rapport.ingest.incoming import Incoming
+from rapport.segments.lifecycle import update_stage
+from rapport.segments.membership import ENTERED, EXITED, SegmentIndex, Touched, refresh
 from rapport.store.engine import upsert, writing
 from rapport.store.tables import customer_groups
 
@@ -42,6 +44,7 @@ class Pipeline:
         self.engine = engine
         self.clock = clock or SystemClock()
         self.products = ProductCache()
+        self.segment_index = SegmentIndex()
 
     def ingest(self, batch: list[Incoming], *, retries: int = 3) -> IngestResult:
         """One transaction; retried when a concurrent writer claimed the same identifier."""
@@ -91,24 +94,17 @@ class Pipeline:
         *,
         source: str = "system",
     ) -> None:
-        """An event Rapport itself observed (a consent change, later a segment entry)."""
-        now = self.clock.now()
-        msg = Incoming(
-            type="system",
-            message_id=f"sys-{uuid.uuid4()}",
-            name=name,
-            user_id=None,
-            anonymous_id=None,
-            properties=properties,
-            context={},
-            occurred_at=now,
-            received_at=now,
-            source=source,
-        )
-        self._apply(conn, [msg], [customer_id], now)
+        """An event Rapport itself observed (a consent change, a stage change, a list entry)."""
+        self.record_many(conn, [(customer_id, name, properties)], source=source)
 
     def _apply(
-        self, conn: sa.Connection, fresh: list[Incoming], ids: list[int], now: datetime
+        self,
+        conn: sa.Connection,
+        fresh: list[Incoming],
+        ids: list[int],
+        now: datetime,
+        *,
+        react: bool = True,
     ) -> None:
         rows: list[dict[str, Any]] = []
         changes: dict[int, Changes] = {}
@@ -132,7 +128,8 @@ class Pipeline:
             ch = changes.get(cid)
             if ch is None:
                 ch = changes[cid] = Changes()
-            ch.saw(msg.occurred_at)
+            if msg.type != "system":  # Rapport's own observations are not the customer's activity
+                ch.saw(msg.occurred_at)
             counters[(cid, msg.name, msg.occurred_at.date())] += 1
             if msg.attributes is not None:
                 ch.columns.update(msg.attributes.columns)
@@ -156,6 +153,92 @@ class Pipeline:
         bump_counters(conn, counters)
         set_consents(conn, consent_changes)
         _store_groups(conn, groups, now)
+        if react:
+            self._react(conn, fresh, ids, changes, consent_changes, now)
+
+    def _react(
+        self,
+        conn: sa.Connection,
+        fresh: list[Incoming],
+        ids: list[int],
+        changes: dict[int, Changes],
+        consent_changes: list[ConsentChange],
+        now: datetime,
+    ) -> None:
+        """What the stored batch sets in motion: lifecycle stages, then segment membership."""
+        for cid in sorted(c for c, ch in changes.items() if ch.orders_changed):
+            update_stage(conn, self, cid, now)
+        touched: dict[int, Touched] = {}
+        for msg, cid in zip(fresh, ids, strict=True):
+            t = touched.setdefault(cid, Touched())
+            t.events.add(msg.name)
+            if msg.type == "system":
+                _system_touches(msg, t)
+        for cid, ch in changes.items():
+            t = touched.setdefault(cid, Touched())
+            t.fields.update(ch.columns)
+            t.traits = t.traits or bool(ch.traits)
+            if ch.orders_changed:
+                t.fields.update(ORDER_FIELDS)
+        for consent in consent_changes:
+            touched.setdefault(consent.customer_id, Touched()).consents.add(consent.channel)
+        moves = refresh(conn, self.segment_index.current(conn), touched, now)
+        if moves:
+            self.record_many(
+                conn, [(m.customer_id, m.name, m.properties) for m in moves], react=False
+            )
+
+    def record_many(
+        self,
+        conn: sa.Connection,
+        items: list[tuple[int, str, dict[str, Any]]],
+        *,
+        source: str = "system",
+        react: bool = True,
+    ) -> None:
+        """Several events Rapport observed, stored as one batch."""
+        now = self.clock.now()
+        msgs = [
+            Incoming(
+                type="system",
+                message_id=f"sys-{uuid.uuid4()}",
+                name=name,
+                user_id=None,
+                anonymous_id=None,
+                properties=properties,
+                context={},
+                occurred_at=now,
+                received_at=now,
+                source=source,
+            )
+            for _, name, properties in items
+        ]
+        self._apply(conn, msgs, [cid for cid, _, _ in items], now, react=react)
+
+
+# Customer columns an order changes (through the recomputed aggregates and the stage).
+ORDER_FIELDS = (
+    "orders_count",
+    "revenue",
+    "first_order_at",
+    "last_order_at",
+    "lifecycle_stage",
+    "lifecycle_changed_at",
+)
+
+
+def _system_touches(msg: Incoming, touched: Touched) -> None:
+    """What the events Rapport records itself say changed, beyond their own name."""
+    props = msg.properties
+    if msg.name in (ENTERED, EXITED) and isinstance(props.get("segment_id"), int):
+        touched.segments.add(props["segment_id"])
+    elif msg.name == "Consent Changed" and isinstance(props.get("channel"), str):
+        touched.consents.add(props["channel"])
+    elif msg.name == "Profile Updated" and isinstance(props.get("fields"), list):
+        touched.fields.update(f for f in props["fields"] if isinstance(f, str))
+        touched.traits = touched.traits or "traits" in props["fields"]
+    elif msg.name == "Lifecycle Stage Changed":
+        touched.fields.update(("lifecycle_stage", "lifecycle_changed_at"))
 
 
 def _store_groups(

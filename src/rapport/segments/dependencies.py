@@ -1,0 +1,68 @@
+"""What a rule reads, so the real-time step re-evaluates only the segments an event can touch.
+
+An event can change a segment's membership only if the rule reads that event's name, a
+customer field the event updates, a consent channel, or another segment; and a rule whose
+answer moves with time alone (sliding windows, days since, relative dates, anniversaries)
+needs the sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rapport.segments.rules import Rule
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """``events`` is every event name read; ``counter_events`` are read from the per-day
+    counters and ``logged_events`` from the event log (property filters need it).
+    ``customer_fields`` are columns of ``customers`` (``traits`` for any trait, with the
+    trait names in ``traits``). ``every_event`` is true when the rule reads a field that
+    every event changes (``events_count``, ``last_seen_at``, …).
+    """
+
+    events: frozenset[str] = frozenset()
+    counter_events: frozenset[str] = frozenset()
+    logged_events: frozenset[str] = frozenset()
+    customer_fields: frozenset[str] = frozenset()
+    traits: frozenset[str] = frozenset()
+    consent_channels: frozenset[str] = frozenset()
+    segments: frozenset[int] = frozenset()
+    time_dependent: bool = False
+    every_event: bool = False
+
+
+@dataclass
+class Collector:
+    """Filled by each condition's ``collect``; frozen into ``Dependencies`` at the end."""
+
+    counter_events: set[str] = field(default_factory=set)
+    logged_events: set[str] = field(default_factory=set)
+    customer_fields: set[str] = field(default_factory=set)
+    traits: set[str] = field(default_factory=set)
+    consent_channels: set[str] = field(default_factory=set)
+    segments: set[int] = field(default_factory=set)
+    time_dependent: bool = False
+    every_event: bool = False
+
+    def freeze(self) -> Dependencies:
+        return Dependencies(
+            events=frozenset(self.counter_events | self.logged_events),
+            counter_events=frozenset(self.counter_events),
+            logged_events=frozenset(self.logged_events),
+            customer_fields=frozenset(self.customer_fields),
+            traits=frozenset(self.traits),
+            consent_channels=frozenset(self.consent_channels),
+            segments=frozenset(self.segments),
+            time_dependent=self.time_dependent,
+            every_event=self.every_event,
+        )
+
+
+def dependencies(rule: Rule) -> Dependencies:
+    collector = Collector()
+    rule.collect(collector)
+    return collector.freeze()

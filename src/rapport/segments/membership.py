@@ -1,0 +1,277 @@
+"""Keeping rule-segment membership current: on each batch, and by a sweep.
+
+Real time: after a batch is stored, the pipeline says what changed for whom (event names,
+customer columns, traits, consent channels, memberships). Only segments whose rule reads
+one of those are re-evaluated, only for those customers, with one bulk snapshot load for
+all of them; a segment that reads another segment is evaluated after it (topological
+order), so a change flows through in the same transaction.
+
+Sweep: a rule whose answer moves with time alone ("not performed for 30 days", birthdays)
+is re-checked by evaluating it in SQL and comparing with the stored membership.
+
+Entering and leaving write ``segment_members`` rows (since/until) and are reported back as
+(customer, event name, properties) for the pipeline to put on the timeline. A segment's
+first computation (``backfill``) fills membership without events, so creating a segment
+over a million customers does not write a million timeline events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.segments.compiler import member_ids
+from rapport.segments.context import Snapshot
+from rapport.segments.definitions import Segment, all_segments
+from rapport.segments.dependencies import Dependencies, dependencies
+from rapport.segments.evaluator import load_snapshots, matches
+from rapport.segments.rules import All, Rule
+from rapport.store.tables import segment_members
+
+ENTERED = "Segment Entered"
+EXITED = "Segment Exited"
+IN_CHUNK = 500
+
+
+@dataclass
+class Touched:
+    """What a batch changed for one customer."""
+
+    events: set[str] = field(default_factory=set)
+    fields: set[str] = field(default_factory=set)
+    traits: bool = False
+    consents: set[str] = field(default_factory=set)
+    segments: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Indexed:
+    segment: Segment
+    rule: Rule
+    deps: Dependencies
+
+
+@dataclass(frozen=True)
+class Transition:
+    customer_id: int
+    name: str  # ENTERED or EXITED
+    properties: dict[str, Any]
+
+
+class SegmentIndex:
+    """The rule segments with what each reads, in evaluation order; reloaded when changed.
+
+    The API calls ``invalidate`` after a change; other processes pick it up within ``ttl``.
+    """
+
+    def __init__(self, ttl: float = 2.0) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._loaded = -1.0
+        self.items: list[Indexed] = []
+        self.by_id: dict[int, Indexed] = {}
+        self.dependents: dict[int, list[int]] = {}
+
+    def invalidate(self) -> None:
+        self._loaded = -1.0
+
+    def current(self, conn: sa.Connection) -> SegmentIndex:
+        if time.monotonic() - self._loaded > self.ttl:
+            with self._lock:
+                self._load(conn)
+        return self
+
+    def _load(self, conn: sa.Connection) -> None:
+        items = []
+        for seg in all_segments(conn, kind="rules"):
+            rule = seg.rule()
+            items.append(Indexed(seg, rule, dependencies(rule)))
+        self.items = _topological(items)
+        self.by_id = {i.segment.id: i for i in self.items}
+        self.dependents = {}
+        for item in self.items:
+            for upstream in item.deps.segments:
+                self.dependents.setdefault(upstream, []).append(item.segment.id)
+        self._loaded = time.monotonic()
+
+    def time_dependent(self) -> list[Indexed]:
+        return [i for i in self.items if i.deps.time_dependent]
+
+    def affected(self, touched: Touched) -> set[int]:
+        found = set()
+        for item in self.items:
+            d = item.deps
+            if (
+                (touched.events and (d.every_event or d.events & touched.events))
+                or d.customer_fields & touched.fields
+                or (touched.traits and "traits" in d.customer_fields)
+                or d.consent_channels & touched.consents
+                or d.segments & touched.segments
+            ):
+                found.add(item.segment.id)
+        return found
+
+
+def _topological(items: list[Indexed]) -> list[Indexed]:
+    """Segments that others read come first (definitions refuse cycles)."""
+    by_id = {i.segment.id: i for i in items}
+    done: set[int] = set()
+    order: list[Indexed] = []
+
+    def visit(item: Indexed, path: set[int]) -> None:
+        sid = item.segment.id
+        if sid in done or sid in path:
+            return
+        for upstream in sorted(item.deps.segments):
+            if upstream in by_id:
+                visit(by_id[upstream], path | {sid})
+        done.add(sid)
+        order.append(item)
+
+    for item in items:
+        visit(item, set())
+    return order
+
+
+def _current_members(
+    conn: sa.Connection, segment_ids: Iterable[int], customer_ids: list[int]
+) -> set[tuple[int, int]]:
+    sm = segment_members.c
+    sids = sorted(segment_ids)
+    found: set[tuple[int, int]] = set()
+    for start in range(0, len(customer_ids), IN_CHUNK):
+        chunk = customer_ids[start : start + IN_CHUNK]
+        found.update(
+            (int(s), int(c))
+            for s, c in conn.execute(
+                sa.select(sm.segment_id, sm.customer_id).where(
+                    sm.customer_id.in_(chunk), sm.segment_id.in_(sids), sm.until.is_(None)
+                )
+            )
+        )
+    return found
+
+
+def _write(
+    conn: sa.Connection,
+    entered: list[tuple[int, int]],
+    left: list[tuple[int, int]],
+    now: datetime,
+) -> None:
+    if entered:
+        conn.execute(
+            segment_members.insert(),
+            [{"segment_id": s, "customer_id": c, "since": now} for s, c in entered],
+        )
+    if left:
+        sm = segment_members.c
+        conn.execute(
+            segment_members.update()
+            .where(
+                sm.segment_id == sa.bindparam("s"),
+                sm.customer_id == sa.bindparam("c"),
+                sm.until.is_(None),
+            )
+            .values(until=sa.bindparam("now", type_=sm.until.type)),
+            [{"s": s, "c": c, "now": now} for s, c in left],
+        )
+
+
+def _transitions(
+    index: SegmentIndex, entered: list[tuple[int, int]], left: list[tuple[int, int]]
+) -> list[Transition]:
+    out = []
+    for name, pairs in ((ENTERED, entered), (EXITED, left)):
+        for sid, cid in pairs:
+            seg = index.by_id[sid].segment
+            out.append(Transition(cid, name, {"segment_id": sid, "segment_name": seg.name}))
+    return out
+
+
+def refresh(
+    conn: sa.Connection, index: SegmentIndex, touched: dict[int, Touched], now: datetime
+) -> list[Transition]:
+    """Re-evaluate the segments each customer's changes can affect; returns the moves."""
+    pending: dict[int, set[int]] = {}
+    for cid, change in touched.items():
+        for sid in index.affected(change):
+            pending.setdefault(sid, set()).add(cid)
+    if not pending:
+        return []
+    # Everything downstream of an affected segment may move too: load for it as well.
+    frontier = list(pending)
+    reach = set(pending)
+    while frontier:
+        for dep in index.dependents.get(frontier.pop(), []):
+            if dep not in reach:
+                reach.add(dep)
+                frontier.append(dep)
+    items = [i for i in index.items if i.segment.id in reach]
+    customers = sorted({c for cids in pending.values() for c in cids})
+    combined = All(tuple(i.rule for i in items))
+    snapshots: dict[int, Snapshot] = load_snapshots(conn, customers, combined, now)
+    current = _current_members(conn, reach, customers)
+    entered: list[tuple[int, int]] = []
+    left: list[tuple[int, int]] = []
+    for item in items:  # topological order
+        sid = item.segment.id
+        for cid in sorted(pending.get(sid, ())):
+            snap = snapshots.get(cid)
+            now_in = snap is not None and matches(item.rule, snap, now)
+            was_in = (sid, cid) in current
+            if now_in == was_in:
+                continue
+            (entered if now_in else left).append((sid, cid))
+            if snap is not None:
+                snap.segments = snap.segments | {sid} if now_in else snap.segments - {sid}
+            for dep in index.dependents.get(sid, []):
+                pending.setdefault(dep, set()).add(cid)
+    # Readers of a segment see its new membership: snapshots carry it for customers loaded.
+    _write(conn, entered, left, now)
+    return _transitions(index, entered, left)
+
+
+def sweep(
+    conn: sa.Connection,
+    index: SegmentIndex,
+    now: datetime,
+    segment_ids: Iterable[int] | None = None,
+    *,
+    backfill: bool = False,
+) -> list[Transition]:
+    """Full SQL evaluation of the given (default: time-dependent) segments, diffed with the
+    stored membership. With ``backfill`` the changes are written but no events returned."""
+    if segment_ids is not None:
+        wanted = set(segment_ids)
+    else:  # time-dependent segments, and every segment that reads one of them
+        wanted = {i.segment.id for i in index.time_dependent()}
+        frontier = list(wanted)
+        while frontier:
+            for dep in index.dependents.get(frontier.pop(), []):
+                if dep not in wanted:
+                    wanted.add(dep)
+                    frontier.append(dep)
+    items = [i for i in index.items if i.segment.id in wanted]
+    entered: list[tuple[int, int]] = []
+    left: list[tuple[int, int]] = []
+    for item in items:  # topological: upstream memberships are written before readers run
+        sid = item.segment.id
+        should = set(member_ids(conn, item.rule, now))
+        sm = segment_members.c
+        has = set(
+            conn.execute(
+                sa.select(sm.customer_id).where(sm.segment_id == sid, sm.until.is_(None))
+            ).scalars()
+        )
+        these_in = [(sid, c) for c in sorted(should - has)]
+        these_out = [(sid, c) for c in sorted(has - should)]
+        _write(conn, these_in, these_out, now)
+        entered += these_in
+        left += these_out
+    return [] if backfill else _transitions(index, entered, left)
