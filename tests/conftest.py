@@ -82,7 +82,8 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def settings(engine: sa.Engine) -> Settings:
-    return Settings(database_url=engine.url.render_as_string(hide_password=False))
+    # No background sweeper: tests move the simulated clock and sweep explicitly.
+    return Settings(database_url=engine.url.render_as_string(hide_password=False), sweep_seconds=0)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -301,7 +302,7 @@ def demo_run(
 
 
 segments_app = typer.Typer(
-    help="Segments: RFM scores and lifecycle stages, recomputed on demand.",
+    help="Segments: list, count, export; sweeps; RFM scores and lifecycle stages.",
     no_args_is_help=True,
 )
 app.add_typer(segments_app, name="segments")
@@ -362,6 +363,122 @@ def segments_lifecycle(database_url: DatabaseUrl = None) -> None:
         f"({summary.announced:,} events) in {summary.seconds:.2f} s",
         highlight=False,
     )
+
+
+@segments_app.command("list")
+def segments_list(database_url: DatabaseUrl = None) -> None:
+    """Every segment and list with its current size."""
+    from rapport.segments.definitions import all_segments, sizes
+
+    engine = create_engine(settings_for(database_url).database_url)
+    with engine.connect() as conn:
+        found, counts = all_segments(conn), sizes(conn)
+    table = Table("id", "name", "kind", "members", "version", "updated")
+    for seg in found:
+        table.add_row(
+            str(seg.id),
+            seg.name,
+            seg.kind,
+            f"{counts.get(seg.id, 0):,}",
+            str(seg.version),
+            str(seg.updated_at)[:19],
+        )
+    console.print(table)
+
+
+@segments_app.command("count")
+def segments_count(
+    segment: Annotated[str | None, typer.Argument(help="a saved segment's id or name")] = None,
+    rule: Annotated[
+        Path | None, typer.Option("--rule", help="an unsaved rule, as a JSON or YAML file")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Evaluate a segment now; the count is the last line of the output."""
+    from rapport.ingest.errors import InvalidInput
+    from rapport.segments.compiler import count
+    from rapport.segments.definitions import SegmentNotFound, find_segment
+    from rapport.segments.rules import parse_rule, segment_lookup
+
+    if (segment is None) == (rule is None):
+        raise typer.BadParameter("give a segment or --rule FILE, not both")
+    engine = create_engine(settings_for(database_url).database_url)
+    now = SystemClock().now()
+    with engine.connect() as conn:
+        try:
+            if rule is not None:
+                parsed = parse_rule(rule.read_text(), "rule", lookup=segment_lookup(conn))
+            else:
+                parsed = find_segment(conn, segment or "").rule()
+        except (InvalidInput, SegmentNotFound, ValueError, OSError) as exc:
+            for problem in getattr(exc, "problems", []) or [exc]:
+                console.print(f"[red]{problem}[/red]", highlight=False)
+            raise typer.Exit(1) from None
+        total = count(conn, parsed, now)
+    print(total)
+
+
+@segments_app.command("export")
+def segments_export(
+    segment: Annotated[str, typer.Argument(help="a saved rule segment's id or name")],
+    out: Annotated[Path | None, typer.Option("--out", help="CSV file (default: stdout)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Members as CSV, evaluated now."""
+    from rapport.segments.definitions import SegmentNotFound, find_segment
+    from rapport.segments.export import export_rows
+
+    engine = create_engine(settings_for(database_url).database_url)
+    with engine.connect() as conn:
+        try:
+            rule = find_segment(conn, segment).rule()
+        except (SegmentNotFound, ValueError) as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(1) from None
+    rows = export_rows(engine, rule, SystemClock().now())
+    if out is None:
+        for chunk in rows:
+            sys.stdout.write(chunk)
+        return
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        for chunk in rows:
+            fh.write(chunk)
+    console.print(f"Written {out}")
+
+
+@segments_app.command("sweep")
+def segments_sweep(database_url: DatabaseUrl = None) -> None:
+    """Re-check time-dependent segments now (rapport serve does it every minute)."""
+    from rapport.pipeline import Pipeline
+    from rapport.worker import sweep_segments
+
+    engine = create_engine(settings_for(database_url).database_url)
+    result = sweep_segments(Pipeline(engine))
+    console.print(f"{result.entered:,} entered, {result.exited:,} exited")
+
+
+@app.command()
+def worker(
+    interval: Annotated[float, typer.Option(help="seconds between segment sweeps")] = 60.0,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the sweeps without the API (for more workers beside `rapport serve`)."""
+    import time
+
+    from rapport.pipeline import Pipeline
+    from rapport.store.migrate import upgrade
+    from rapport.worker import Sweeper
+
+    engine = create_engine(settings_for(database_url).database_url)
+    upgrade(engine)
+    sweeper = Sweeper(Pipeline(engine), interval)
+    sweeper.start()
+    console.print(f"Worker running: segment sweeps every {interval:g} s. Ctrl-C stops it.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sweeper.stop()
 
 
 @lists_app.command("import")

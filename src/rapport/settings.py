@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     max_batch_bytes: int = 500 * 1024
     # The ingest writer groups requests that arrive together into one transaction.
     ingest_group_max_messages: int = 2000
+    # Seconds between sweeps of time-dependent segments; 0 turns the sweeper off.
+    sweep_seconds: float = 60.0
 
 
 def get_settings() -> Settings:

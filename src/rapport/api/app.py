@@ -10,12 +10,19 @@ from fastapi import FastAPI
 
 from rapport import __version__
 from rapport.access.keys import KeyChecker
-from rapport.api import customer_routes, errors, ingest_routes, segment_list_routes
+from rapport.api import (
+    customer_routes,
+    errors,
+    ingest_routes,
+    segment_list_routes,
+    segment_routes,
+)
 from rapport.api.writer import IngestWriter
 from rapport.clock import Clock, SystemClock
 from rapport.pipeline import Pipeline
 from rapport.settings import Settings
 from rapport.store.engine import create_engine
+from rapport.worker import Sweeper
 
 
 def create_app(
@@ -30,12 +37,18 @@ def create_app(
     pipeline = Pipeline(engine, clock)
     writer = IngestWriter(pipeline, settings.ingest_group_max_messages)
 
+    sweeper = Sweeper(pipeline, settings.sweep_seconds) if settings.sweep_seconds > 0 else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        if sweeper is not None:
+            sweeper.start()
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.stop()
             writer.stop()
 
     app = FastAPI(
@@ -54,6 +67,7 @@ def create_app(
     app.include_router(ingest_routes.router)
     app.include_router(customer_routes.router)
     app.include_router(segment_list_routes.router)
+    app.include_router(segment_routes.router)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -52,6 +52,10 @@ class SegmentNotFound(LookupError):
     pass
 
 
+class SegmentConflict(ValueError):
+    """The change collides with other segments: a taken name, or a segment still in use."""
+
+
 def _row(row: Any) -> Segment:
     return Segment(
         row.id,
@@ -71,7 +75,7 @@ def _check_name(conn: sa.Connection, name: str, own_id: int | None) -> str:
         raise InvalidInput([Problem("name", "must be 1 to 200 characters")])
     taken = conn.execute(sa.select(segments.c.id).where(segments.c.name == name)).scalar()
     if taken is not None and taken != own_id:
-        raise InvalidInput([Problem("name", f"segment {taken} already has the name {name!r}")])
+        raise SegmentConflict(f"name: segment {taken} already has the name {name!r}")
     return name
 
 
@@ -125,9 +129,7 @@ def delete_segment(conn: sa.Connection, segment_id: int, now: datetime) -> None:
     get_segment(conn, segment_id)
     users = [s.id for s in all_segments(conn) if s.kind == "rules" and segment_id in _reads(s)]
     if users:
-        raise InvalidInput(
-            [Problem("segment", f"segments {users} use this segment; change them first")]
-        )
+        raise SegmentConflict(f"segments {users} use this segment; change them first")
     conn.execute(
         segment_members.update()
         .where(segment_members.c.segment_id == segment_id, segment_members.c.until.is_(None))

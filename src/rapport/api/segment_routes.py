@@ -1,0 +1,201 @@
+"""Rule segments (management API, Bearer secret key): define, preview, page, export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapport.api.auth import require_secret_key
+from rapport.api.errors import ApiError
+from rapport.customers.card import summaries
+from rapport.ingest.errors import InvalidInput
+from rapport.segments import definitions
+from rapport.segments.compiler import count, member_ids
+from rapport.segments.export import export_rows
+from rapport.segments.membership import sweep
+from rapport.segments.rules import parse_rule, segment_lookup
+from rapport.store.engine import writing
+from rapport.store.tables import segment_members
+
+
+def _unprocessable(request: Request) -> Iterator[None]:
+    """A rule that does not check out is 422 (the body was well-formed JSON), with paths."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise ApiError(422, str(exc), exc.problems) from None
+    except definitions.SegmentConflict as exc:
+        raise ApiError(409, str(exc)) from None
+
+
+router = APIRouter(
+    prefix="/api/segments",
+    tags=["segments"],
+    dependencies=[Depends(require_secret_key), Depends(_unprocessable)],
+)
+SAMPLE = 20
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+class NewSegment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000)
+    rules: dict[str, Any]
+
+
+class SegmentChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    rules: dict[str, Any] | None = None
+
+
+class Preview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: dict[str, Any]
+
+
+def _segment(request: Request, segment_id: int) -> definitions.Segment:
+    with request.app.state.engine.connect() as conn:
+        try:
+            return definitions.get_segment(conn, segment_id)
+        except definitions.SegmentNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+
+
+def _recompute(request: Request, segment_id: int) -> None:
+    """A new or changed rule: fill membership now (silently, see membership.backfill)."""
+    pipeline = request.app.state.pipeline
+    pipeline.segment_index.invalidate()
+    now = request.app.state.clock.now()
+    with writing(request.app.state.engine) as conn:
+        index = pipeline.segment_index.current(conn)
+        sweep(conn, index, now, [segment_id, *index.dependents.get(segment_id, [])], backfill=True)
+
+
+@router.get("")
+def list_segments(request: Request) -> Response:
+    """Every segment and list with its current size."""
+    with request.app.state.engine.connect() as conn:
+        sizes = definitions.sizes(conn)
+        found = definitions.all_segments(conn)
+    return _json({"segments": [s.as_dict() | {"size": sizes.get(s.id, 0)} for s in found]})
+
+
+@router.post("", status_code=201)
+def create(request: Request, body: NewSegment) -> Response:
+    """Define a segment; its membership is computed at once. A bad rule answers 422 with the
+    path of the bad node."""
+    now = request.app.state.clock.now()
+    with writing(request.app.state.engine) as conn:
+        seg = definitions.create_segment(conn, body.name, body.description, body.rules, now)
+    _recompute(request, seg.id)
+    return _json(_with_size(request, seg), 201)
+
+
+def _with_size(request: Request, seg: definitions.Segment) -> dict[str, Any]:
+    with request.app.state.engine.connect() as conn:
+        size = definitions.sizes(conn).get(seg.id, 0)
+    return seg.as_dict() | {"size": size}
+
+
+@router.get("/{segment_id}")
+def get(request: Request, segment_id: int) -> Response:
+    return _json(_with_size(request, _segment(request, segment_id)))
+
+
+@router.patch("/{segment_id}")
+def change(request: Request, segment_id: int, body: SegmentChange) -> Response:
+    """Rename, describe or change the rule (the version goes up; membership is recomputed)."""
+    _segment(request, segment_id)
+    now = request.app.state.clock.now()
+    with writing(request.app.state.engine) as conn:
+        try:
+            seg = definitions.update_segment(
+                conn,
+                segment_id,
+                now,
+                name=body.name,
+                description=body.description,
+                rules=body.rules,
+            )
+        except definitions.SegmentNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+    if body.rules is not None:
+        _recompute(request, segment_id)
+    return _json(_with_size(request, seg))
+
+
+@router.delete("/{segment_id}")
+def delete(request: Request, segment_id: int) -> Response:
+    """Delete a segment no other segment reads; its memberships are closed."""
+    _segment(request, segment_id)
+    with writing(request.app.state.engine) as conn:
+        definitions.delete_segment(conn, segment_id, request.app.state.clock.now())
+    request.app.state.pipeline.segment_index.invalidate()
+    return _json({"success": True})
+
+
+@router.post("/preview")
+def preview(request: Request, body: Preview) -> Response:
+    """The count and a sample of 20 for a rule that is not saved (the live count)."""
+    now = request.app.state.clock.now()
+    with request.app.state.engine.connect() as conn:
+        rule = parse_rule(body.rules, "rules", lookup=segment_lookup(conn))
+        total = count(conn, rule, now)
+        sample = summaries(conn, member_ids(conn, rule, now, limit=SAMPLE))
+    return _json({"count": total, "sample": sample})
+
+
+@router.get("/{segment_id}/members")
+def members(
+    request: Request,
+    segment_id: int,
+    limit: int = Query(100, ge=1, le=1000),
+    after: int = Query(0, ge=0, description="the next_cursor of the previous page"),
+) -> Response:
+    """Current members (stored membership), in id order, a page at a time."""
+    _segment(request, segment_id)
+    sm = segment_members.c
+    with request.app.state.engine.connect() as conn:
+        ids = list(
+            conn.execute(
+                sa.select(sm.customer_id)
+                .where(sm.segment_id == segment_id, sm.until.is_(None), sm.customer_id > after)
+                .order_by(sm.customer_id)
+                .limit(limit)
+            ).scalars()
+        )
+        page = summaries(conn, ids)
+    return _json({"members": page, "next_cursor": ids[-1] if len(ids) == limit else None})
+
+
+@router.get("/{segment_id}/export.csv")
+def export(request: Request, segment_id: int) -> StreamingResponse:
+    """Members as CSV, evaluated now, streamed."""
+    seg = _segment(request, segment_id)
+    if seg.kind != "rules":
+        raise ApiError(422, "export: lists are exported from /api/lists")
+    rows = export_rows(request.app.state.engine, seg.rule(), request.app.state.clock.now())
+    return StreamingResponse(
+        rows,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="segment-{segment_id}.csv"'},
+    )
