@@ -223,12 +223,17 @@ def derive_thresholds(conn: sa.Connection, settings: LifecycleSettings) -> Lifec
     )
 
 
-def current_thresholds(conn: sa.Connection) -> LifecycleThresholds:
+def current_thresholds(conn: sa.Connection, now: datetime | None = None) -> LifecycleThresholds:
     """The thresholds of the last sweep (cheap: what the real-time step reads), else derived."""
     stored = read_setting(conn, THRESHOLDS_KEY)
     if isinstance(stored, dict):
         return LifecycleThresholds(**stored)
-    return derive_thresholds(conn, lifecycle_settings(conn))
+    # Never swept yet: derive once and (given the time) keep them, so the next order does
+    # not scan every order in the store for the median again; the daily sweep refreshes them.
+    thresholds = derive_thresholds(conn, lifecycle_settings(conn))
+    if now is not None:
+        write_setting(conn, THRESHOLDS_KEY, asdict(thresholds), now)
+    return thresholds
 
 
 def _previous_order(conn: sa.Connection, customer_id: int, before: datetime) -> datetime | None:
@@ -258,7 +263,7 @@ def update_stage(
     ).first()
     if row is None:
         return None
-    thresholds = thresholds or current_thresholds(conn)
+    thresholds = thresholds or current_thresholds(conn, now)
     previous = (
         _previous_order(conn, customer_id, row.last_order_at)
         if row.orders_count >= 2 and row.last_order_at is not None
