@@ -232,3 +232,17 @@ def test_the_sweeper_thread_runs_the_sweep(client, engine, write_key, secret_key
     finally:
         sweeper.stop()
     assert _members(engine, seg["id"]) == {api.customer("u1")}
+
+
+def test_a_profile_change_through_the_api_moves_members(client, engine, write_key, secret_key):
+    api = _api(client, write_key, secret_key)
+    seg = api.segment("kazan", {"attribute": "city", "op": "eq", "value": "Kazan"})
+    api.track("u1", "Page Viewed")
+    cid = api.customer("u1")
+    api.call("PATCH", f"/api/customers/{cid}", json={"city": "Kazan"})
+    assert _members(engine, seg["id"]) == {cid}
+    api.call("PATCH", f"/api/customers/{cid}", json={"traits": {"vip": True}})
+    assert _members(engine, seg["id"]) == {cid}  # a field the rule does not read
+    api.call("PATCH", f"/api/customers/{cid}", json={"city": "Omsk"})
+    assert _members(engine, seg["id"]) == set()
+    assert _moves(engine, cid) == [("Segment Entered", "kazan"), ("Segment Exited", "kazan")]

@@ -169,6 +169,10 @@ def patch(request: Request, customer_id: int, body: CustomerPatch) -> Response:
     try:
         with writing(request.app.state.engine) as conn:
             patch_customer(conn, cid, changes, now)
+            # On the timeline, and it re-evaluates the segments that read these fields.
+            request.app.state.pipeline.record(
+                conn, cid, "Profile Updated", {"fields": sorted(changes), "source": "api"}
+            )
     except IdentifierTaken as exc:
         raise ApiError(409, str(exc)) from None
     return get_customer(request, cid)
