@@ -1,0 +1,1 @@
+"""Messaging: templates, channels (one file per backend), outbox, tracking, campaigns."""

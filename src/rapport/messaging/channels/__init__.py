@@ -1,0 +1,1 @@
+"""Channel backends behind one interface, the way Django's mail backends are."""
