@@ -8,21 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from rapport.customers.consents import consents_of
-from rapport.customers.profile import live_id
+from rapport.customers.profile import PROFILE_COLUMNS, live_id
 from rapport.store.tables import cart_items, carts, customer_groups, customers, identities
-
-PROFILE_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "birthday",
-    "gender",
-    "city",
-    "country",
-    "timezone",
-    "locale",
-)
 
 
 def find_by_identity(conn: sa.Connection, kind: str, value: str) -> int | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.customers.profile import PROFILE_COLUMNS
 from rapport.store.fast import db_time, is_sqlite, run_many
 from rapport.store.tables import customers, orders
 
@@ -66,21 +67,6 @@ def apply_changes(conn: sa.Connection, changes: dict[int, Changes], now: datetim
     recompute_orders(conn, [cid for cid in ids if changes[cid].orders_changed], now)
 
 
-# Attributes an identify call can set; a value not given keeps the stored one.
-ATTRIBUTE_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "birthday",
-    "gender",
-    "city",
-    "country",
-    "timezone",
-    "locale",
-)
-
-
 def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: datetime) -> None:
     """One statement for the batch: each column is set where given, kept where not."""
     touched = [cid for cid, ch in changes.items() if ch.columns or ch.traits]
@@ -97,7 +83,7 @@ def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: dat
         .values(
             {
                 col: sa.func.coalesce(sa.bindparam(f"v_{col}", type_=c[col].type), c[col])
-                for col in ATTRIBUTE_COLUMNS
+                for col in PROFILE_COLUMNS
             }
             | {
                 "traits": sa.bindparam("v_traits", type_=c.traits.type),
@@ -108,7 +94,7 @@ def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: dat
     rows = []
     for cid in touched:
         ch = changes[cid]
-        row: dict[str, Any] = {f"v_{col}": ch.columns.get(col) for col in ATTRIBUTE_COLUMNS}
+        row: dict[str, Any] = {f"v_{col}": ch.columns.get(col) for col in PROFILE_COLUMNS}
         row["v_traits"] = {**(current.get(cid) or {}), **ch.traits}
         row["v_now"] = now
         row["cid"] = cid

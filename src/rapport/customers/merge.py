@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.customers.profile import PROFILE_COLUMNS
 from rapport.store.tables import (
     cart_items,
     carts,
@@ -27,18 +28,6 @@ from rapport.store.tables import (
     segment_members,
 )
 
-_ATTRIBUTE_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "birthday",
-    "gender",
-    "city",
-    "country",
-    "timezone",
-    "locale",
-)
 _MIN_COLUMNS = ("first_seen_at", "first_order_at")
 _MAX_COLUMNS = ("last_seen_at", "last_order_at")
 _SUM_COLUMNS = ("events_count", "orders_count", "revenue")
@@ -86,7 +75,7 @@ def merge_customers(
     conn.execute(customer_groups.delete().where(customer_groups.c.customer_id == loser))
 
     values: dict[str, Any] = {"updated_at": now}
-    for col in _ATTRIBUTE_COLUMNS:
+    for col in PROFILE_COLUMNS:
         if getattr(keep, col) is None and getattr(gone, col) is not None:
             values[col] = getattr(gone, col)
             details["filled"].append(col)
@@ -105,7 +94,7 @@ def merge_customers(
         .values(
             merged_into=survivor,
             updated_at=now,
-            **{c: None for c in _ATTRIBUTE_COLUMNS},
+            **{c: None for c in PROFILE_COLUMNS},
             traits={},
             events_count=0,
             orders_count=0,

@@ -13,7 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.customers.card import PROFILE_COLUMNS, card
+from rapport.customers.card import card
+from rapport.customers.profile import PROFILE_COLUMNS
 from rapport.store.tables import (
     cart_items,
     carts,

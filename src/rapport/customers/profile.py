@@ -10,6 +10,20 @@ from rapport.store.tables import customers, identities
 
 IDENTITY_KINDS = ("user_id", "anonymous_id", "email", "phone")
 
+# The typed attributes of a profile: what identify sets, a merge fills, erasure empties.
+PROFILE_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "birthday",
+    "gender",
+    "city",
+    "country",
+    "timezone",
+    "locale",
+)
+
 
 def create_customer(conn: sa.Connection, now: datetime) -> int:
     result = conn.execute(
