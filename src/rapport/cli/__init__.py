@@ -1,0 +1,15 @@
+"""The `rapport` command: set up the store, serve, manage keys, import data, segments, demo.
+
+Each group of commands lives in its own module; importing them registers the commands.
+"""
+
+from __future__ import annotations
+
+from rapport.cli import demo, imports, segments, store  # noqa: F401  (registers commands)
+from rapport.cli.common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

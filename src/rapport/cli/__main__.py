@@ -1,0 +1,5 @@
+"""`python -m rapport.cli`."""
+
+from rapport.cli import main
+
+main()

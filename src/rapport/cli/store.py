@@ -1,0 +1,135 @@
+"""`rapport db`, `keys`, `serve` and `worker`: set up the store and run the server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rapport.cli.common import DatabaseUrl, app, console, settings_for
+from rapport.clock import SystemClock
+from rapport.store.engine import create_engine
+
+db_app = typer.Typer(help="The store: create or upgrade its schema.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: write keys for ingest, secret keys for the management API.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Create the tables, or migrate them to the newest schema."""
+    from rapport.store.migrate import current_revision, upgrade
+
+    settings = settings_for(database_url)
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    console.print(f"Store at revision [bold]{current_revision(engine)}[/bold]")
+
+
+@keys_app.command("create")
+def keys_create(
+    kind: Annotated[str, typer.Option("--kind", help="write (ingest) or secret (management API)")],
+    name: Annotated[str, typer.Option("--name", help="what the key is for")] = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a key. The key itself is printed once, as the last line: store it now."""
+    from rapport.access.keys import KINDS, create_key
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="--kind")
+    engine = create_engine(settings_for(database_url).database_url)
+    created = create_key(engine, kind, name, SystemClock().now())
+    console.print(
+        f"Created {kind} key #{created.id} ({name}). It is shown only now:", highlight=False
+    )
+    print(created.key)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseUrl = None) -> None:
+    """List keys (their prefixes only: the keys themselves are not stored)."""
+    from rapport.access.keys import list_keys
+
+    table = Table("id", "kind", "name", "prefix", "created", "revoked")
+    for key in list_keys(create_engine(settings_for(database_url).database_url)):
+        table.add_row(
+            str(key["id"]),
+            str(key["kind"]),
+            str(key["name"]),
+            f"{key['prefix']}…",
+            str(key["created_at"])[:19],
+            str(key["revoked_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int, database_url: DatabaseUrl = None) -> None:
+    """Revoke a key by id; requests with it fail within seconds."""
+    from rapport.access.keys import revoke_key
+
+    if not revoke_key(
+        create_engine(settings_for(database_url).database_url), key_id, SystemClock().now()
+    ):
+        console.print(f"[red]No active key #{key_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"Revoked key #{key_id}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default 127.0.0.1)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the API (OpenAPI at /docs). The store is upgraded first."""
+    import uvicorn
+
+    from rapport.api.app import create_app
+    from rapport.store.migrate import upgrade
+
+    settings = settings_for(database_url)
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    console.print(f"Rapport on http://{settings.host}:{settings.port}  (API docs at /docs)")
+    uvicorn.run(
+        create_app(settings, engine=engine),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+    )
+
+
+@app.command()
+def worker(
+    interval: Annotated[float, typer.Option(help="seconds between segment sweeps")] = 60.0,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the sweeps without the API (for more workers beside `rapport serve`)."""
+    import time
+
+    from rapport.pipeline import Pipeline
+    from rapport.store.migrate import upgrade
+    from rapport.worker import Sweeper
+
+    engine = create_engine(settings_for(database_url).database_url)
+    upgrade(engine)
+    sweeper = Sweeper(Pipeline(engine), interval)
+    sweeper.start()
+    console.print(f"Worker running: segment sweeps every {interval:g} s. Ctrl-C stops it.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sweeper.stop()
