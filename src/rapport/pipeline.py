@@ -52,9 +52,9 @@ class Pipeline:
             try:
                 with writing(self.engine) as conn:
                     return self.ingest_in(conn, batch)
-            except sa.exc.IntegrityError:
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
                 self.products.clear()  # it may remember writes that were rolled back
-                if attempt == retries:
+                if attempt == retries or not _retryable(exc):
                     raise
                 time.sleep(0.005 * (attempt + 1))
             except Exception:
@@ -214,6 +214,14 @@ class Pipeline:
             for _, name, properties in items
         ]
         self._apply(conn, msgs, [cid for cid, _, _ in items], now, react=react)
+
+
+def _retryable(exc: sa.exc.DBAPIError) -> bool:
+    """A concurrent writer won a race (a unique identifier, a deadlock): run again."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in ("40P01", "40001")  # deadlock detected, serialization failure
 
 
 # Customer columns an order changes (through the recomputed aggregates and the stage).

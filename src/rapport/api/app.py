@@ -16,6 +16,7 @@ from rapport.api import (
     ingest_routes,
     segment_list_routes,
     segment_routes,
+    template_routes,
 )
 from rapport.api.writer import IngestWriter
 from rapport.clock import Clock, SystemClock
@@ -68,6 +69,7 @@ def create_app(
     app.include_router(customer_routes.router)
     app.include_router(segment_list_routes.router)
     app.include_router(segment_routes.router)
+    app.include_router(template_routes.router)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

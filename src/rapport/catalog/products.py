@@ -6,6 +6,7 @@ wrote skips the rewrite when nothing changed, which keeps views cheap to ingest.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
@@ -26,24 +27,28 @@ class ProductCache:
         self._seen: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         # Category ids this process knows exist, so events do not re-insert them.
         self.categories: set[str] = set()
+        self._lock = threading.Lock()  # several ingest writers share one cache
 
     def changed(self, product: dict[str, Any]) -> bool:
         key = product["id"]
         fingerprint = tuple(product.get(f) for f in PRODUCT_FIELDS)
-        if self._seen.get(key) == fingerprint:
-            self._seen.move_to_end(key)
-            return False
-        return True
+        with self._lock:
+            if self._seen.get(key) == fingerprint:
+                self._seen.move_to_end(key)
+                return False
+            return True
 
     def remember(self, product: dict[str, Any]) -> None:
-        self._seen[product["id"]] = tuple(product.get(f) for f in PRODUCT_FIELDS)
-        self._seen.move_to_end(product["id"])
-        while len(self._seen) > self.size:
-            self._seen.popitem(last=False)
+        with self._lock:
+            self._seen[product["id"]] = tuple(product.get(f) for f in PRODUCT_FIELDS)
+            self._seen.move_to_end(product["id"])
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
 
     def clear(self) -> None:
-        self._seen.clear()
-        self.categories.clear()
+        with self._lock:
+            self._seen.clear()
+            self.categories.clear()
 
 
 def upsert_products(
@@ -68,6 +73,7 @@ def upsert_products(
     if cats:
         cat_stmt = upsert(conn, categories).on_conflict_do_nothing(index_elements=["id"])
         conn.execute(cat_stmt, [{"id": c, "name": c, "parent_id": None} for c in cats])
+    items = sorted(items, key=lambda p: p["id"])  # a fixed lock order for concurrent writers
     rows = [
         {
             "id": p["id"],

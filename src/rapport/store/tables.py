@@ -98,6 +98,8 @@ events = sa.Table(
     # api | import | system | <provider>
     sa.Column("source", sa.String(32), nullable=False),
     sa.Index("ix_events_customer_time", "customer_id", "occurred_at"),
+    # Segment conditions read one event name over a time window (migration 0003).
+    sa.Index("ix_events_name_time", "name", "occurred_at"),
 )
 
 event_counters = sa.Table(
@@ -107,6 +109,8 @@ event_counters = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
+    # Segment conditions read one name over a window of days; covering (migration 0003).
+    sa.Index("ix_event_counters_name_day", "name", "day", "customer_id", "count"),
 )
 
 categories = sa.Table(
@@ -281,5 +285,24 @@ app_settings = sa.Table(
     metadata,
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", JSONDoc, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Message templates. ``variants`` holds the author's source per locale
+# ({"ru": {"subject": …, "body": …}, "en": …}); ``compiled`` the same version compiled
+# once at save time (MJML → HTML, CSS inlined, text part), which is all a send renders.
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    # mjml | html | text
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("default_locale", sa.String(8), nullable=False),
+    sa.Column("variants", JSONDoc, nullable=False),
+    sa.Column("compiled", JSONDoc, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -1,0 +1,171 @@
+"""Message templates (management API, Bearer secret key): CRUD and preview.
+
+A template that does not compile is answered 422 with ``where`` = ``variants.<locale>.
+body:LINE:COL`` and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapport.api.auth import require_secret_key
+from rapport.api.errors import ApiError
+from rapport.ingest.errors import InvalidInput
+from rapport.messaging.templates import store
+from rapport.messaging.templates.render import RenderError, build_context, product_list, render
+from rapport.store.engine import writing
+
+
+def _errors(request: Request) -> Iterator[None]:
+    try:
+        yield
+    except InvalidInput as exc:
+        raise ApiError(422, str(exc), exc.problems) from None
+    except store.TemplateConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    except store.TemplateNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+router = APIRouter(
+    prefix="/api/templates",
+    tags=["templates"],
+    dependencies=[Depends(require_secret_key), Depends(_errors)],
+)
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field("", max_length=2000)
+    body: str = Field(max_length=500_000)
+
+
+class NewTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    channel: str = "email"
+    kind: str = "mjml"
+    default_locale: str | None = None
+    variants: dict[str, Variant]
+
+
+class TemplateChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    kind: str | None = None
+    default_locale: str | None = None
+    variants: dict[str, Variant] | None = None
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int
+    locale: str | None = None
+    event: dict[str, Any] | None = None
+    product_ids: list[str] = Field(default_factory=list, max_length=100)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _variants(variants: dict[str, Variant]) -> dict[str, dict[str, str]]:
+    return {loc: v.model_dump() for loc, v in variants.items()}
+
+
+@router.get("")
+def list_templates(request: Request) -> Response:
+    with request.app.state.engine.connect() as conn:
+        return _json({"templates": [t.as_dict() for t in store.all_templates(conn)]})
+
+
+@router.post("", status_code=201)
+def create(request: Request, body: NewTemplate) -> Response:
+    """Compile and store; errors name the locale, field, line and column."""
+    now = request.app.state.clock.now()
+    with writing(request.app.state.engine) as conn:
+        tpl = store.create_template(
+            conn,
+            name=body.name,
+            channel=body.channel,
+            kind=body.kind,
+            variants=_variants(body.variants),
+            default_locale=body.default_locale,
+            now=now,
+        )
+    return _json(tpl.as_dict(), 201)
+
+
+@router.get("/{template_id}")
+def get(request: Request, template_id: int) -> Response:
+    with request.app.state.engine.connect() as conn:
+        tpl = store.get_template(conn, template_id)
+    return _json(tpl.as_dict() | {"compiled": tpl.compiled})
+
+
+@router.patch("/{template_id}")
+def change(request: Request, template_id: int, body: TemplateChange) -> Response:
+    """A content change is a new version, compiled before it is stored."""
+    now = request.app.state.clock.now()
+    with writing(request.app.state.engine) as conn:
+        tpl = store.update_template(
+            conn,
+            template_id,
+            now,
+            name=body.name,
+            kind=body.kind,
+            variants=_variants(body.variants) if body.variants is not None else None,
+            default_locale=body.default_locale,
+        )
+    return _json(tpl.as_dict())
+
+
+@router.delete("/{template_id}")
+def delete(request: Request, template_id: int) -> Response:
+    with writing(request.app.state.engine) as conn:
+        store.delete_template(conn, template_id)
+    return _json({"deleted": template_id})
+
+
+@router.post("/{template_id}/preview")
+def preview(request: Request, template_id: int, body: PreviewRequest) -> Response:
+    """The template as this customer would get it: subject, HTML and text."""
+    now = request.app.state.clock.now()
+    with request.app.state.engine.connect() as conn:
+        tpl = store.get_template(conn, template_id)
+        context = build_context(
+            conn,
+            body.customer_id,
+            now,
+            locale=body.locale,
+            event=body.event,
+            products=product_list(conn, body.product_ids),
+        )
+    if context is None:
+        raise ApiError(404, f"no customer {body.customer_id}")
+    locale, variant = tpl.variant(context["locale"])
+    context["locale"] = locale  # money and dates follow the language the reader gets
+    try:
+        out = render(variant, context)
+    except RenderError as exc:
+        raise ApiError(422, f"the template failed for this customer: {exc}") from None
+    return _json(
+        {
+            "template_id": tpl.id,
+            "version": tpl.version,
+            "locale": locale,
+            "subject": out.subject,
+            "html": out.html,
+            "text": out.text,
+        }
+    )
