@@ -306,3 +306,44 @@ templates = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# The delivery outbox (messaging/outbox.py): one row per message to one recipient on one
+# channel. ``idempotency_key`` is what makes a send happen once: whoever decides to send
+# writes the row in the same transaction as its own state, and a second attempt to enqueue
+# the same key is a no-op. Content is stored rendered, so a retry sends the same bytes.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(300), nullable=False, unique=True),
+    sa.Column("customer_id", BigID, nullable=True, index=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("body_text", sa.Text, nullable=False),
+    sa.Column("body_html", sa.Text, nullable=True),
+    sa.Column("headers", JSONDoc, nullable=False),
+    sa.Column("data", JSONDoc, nullable=False),
+    # Where the message came from; strings, as the message-outcome events carry them.
+    sa.Column("campaign_id", sa.String(100), nullable=True),
+    sa.Column("scenario_id", sa.String(100), nullable=True),
+    sa.Column("step", sa.String(100), nullable=True),
+    sa.Column("template_id", sa.String(100), nullable=True),
+    sa.Column("variant", sa.String(100), nullable=True),
+    # The channels still to try if this one does not deliver: [{"channel", "recipient", …}].
+    sa.Column("fallback", JSONDoc, nullable=False),
+    # queued | sending | sent | failed (will retry) | dead | skipped | rejected
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("provider_id", sa.String(300), nullable=True),
+    # The lease of the dispatcher sending it; an expired lease means that worker died.
+    sa.Column("claimed_by", sa.String(100), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    # Dispatchers look for due rows of one channel; dead letters are listed by status.
+    sa.Index("ix_outbox_due", "channel", "status", "next_attempt_at"),
+)

@@ -1,0 +1,361 @@
+"""The dispatcher: claims due outbox rows, sends them through their channel's backend, and
+records what happened.
+
+One tick is three steps, so that no database transaction stays open across network I/O:
+
+1. **claim** (one transaction): due rows of each channel are marked ``sending`` with a
+   lease (``claimed_by``, ``claimed_until``) and one more attempt. On PostgreSQL the rows
+   are picked with ``FOR UPDATE SKIP LOCKED``, so any number of dispatchers share the
+   queue without waiting for or double-claiming each other's rows; on SQLite the write
+   transaction is ``BEGIN IMMEDIATE`` (one writer at a time) and the UPDATE re-checks that
+   the row is still due. Rows whose customer unsubscribed from the channel meanwhile are
+   not sent.
+2. **send**: each channel's batch goes to its backend; channels go concurrently.
+3. **finish** (one transaction): each row we still hold the lease on becomes ``sent``,
+   ``rejected``, ``failed`` (retry later, exponential backoff with jitter) or ``dead`` (no
+   attempts left); rejected, skipped and dead rows enqueue the next channel of their
+   fallback chain; the status events go to ``record`` in the same transaction.
+
+**Exactly once, and the one window where it is at least once.** A row is claimed by one
+dispatcher at a time, and its result is written only by the dispatcher holding the lease,
+so a message is handed to a provider once, except in one case: the provider accepted it
+and the dispatcher died (or lost the database) before step 3 committed. The lease then
+expires and another dispatcher sends the row again. Nothing on our side can tell "sent,
+result lost" from "never sent". The duplicate carries the same message id — e-mail's
+``Message-ID`` header, the webhook's ``Idempotency-Key`` header and body ``id`` — because
+the id is the idempotency key, so providers and receivers that de-duplicate drop it.
+A lease therefore must outlast any send (``lease_seconds``, 5 minutes by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.clock import Clock, SystemClock
+from rapport.messaging.channels.base import Backend, SendResult
+from rapport.messaging.limits import CircuitBreaker, TokenBucket
+from rapport.messaging.outbox import (
+    BOUNCED,
+    FAILED,
+    SENT,
+    SKIPPED,
+    Event,
+    QueuedMessage,
+    claim_due,
+    enqueue,
+    event_for,
+    next_in_chain,
+    outgoing,
+    unsubscribed,
+)
+from rapport.store.engine import writing
+from rapport.store.tables import outbox
+
+log = logging.getLogger("rapport.dispatcher")
+
+RecordEvents = Callable[[sa.Connection, list[Event]], None]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Exponential backoff: ``base × 2^(attempt-1)`` seconds, capped, minus up to ``jitter``
+    of it at random, so messages that failed together do not come back together."""
+
+    max_attempts: int = 5
+    base_seconds: float = 30.0
+    max_seconds: float = 3600.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter is a fraction between 0 and 1")
+
+    def delay(self, attempt: int, rng: random.Random) -> timedelta:
+        raw = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return timedelta(seconds=raw * (1 - self.jitter * rng.random()))
+
+
+@dataclass(frozen=True)
+class Route:
+    """A channel's backend and the limits around it (``rate`` in messages per second)."""
+
+    backend: Backend
+    rate: float | None = None
+    burst: float | None = None
+    breaker_failures: int = 5
+    breaker_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # sent | rejected | failed | skipped | exhausted
+    provider_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Claim:
+    """Rows this dispatcher holds the lease on: those to send, and those decided already."""
+
+    to_send: dict[str, list[Any]] = field(default_factory=dict)
+    decided: list[tuple[Any, Outcome]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.to_send.values()) + len(self.decided)
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    dead: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    lost: int = 0  # leases that expired and were taken over before we finished
+    events: list[Event] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Sends the outbox through a registry of channel → backend. Use from one thread."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        routes: Mapping[str, Backend | Route],
+        *,
+        clock: Clock | None = None,
+        retry: Retry | None = None,
+        batch_size: int = 100,
+        lease_seconds: float = 300.0,
+        record: RecordEvents | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.engine = engine
+        self.clock = clock or SystemClock()
+        self.retry = retry or Retry()
+        self.batch_size = batch_size
+        self.lease = timedelta(seconds=lease_seconds)
+        self.record = record
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.rng = rng or random.Random()
+        self.routes = {ch: r if isinstance(r, Route) else Route(r) for ch, r in routes.items()}
+        self.buckets = {
+            ch: TokenBucket(r.rate, r.burst, self.clock)
+            for ch, r in self.routes.items()
+            if r.rate is not None
+        }
+        self.breakers = {
+            ch: CircuitBreaker(r.breaker_failures, r.breaker_seconds, self.clock)
+            for ch, r in self.routes.items()
+        }
+        # Backends keep connections bound to an event loop: one loop for the dispatcher's life.
+        self._loop = asyncio.new_event_loop()
+
+    # -- one tick ----------------------------------------------------------------------
+
+    def run_once(self) -> DispatchReport:
+        claim = self.claim()
+        if not len(claim):
+            return DispatchReport()
+        results = self.send(claim)
+        return self.finish(claim, results)
+
+    def allowance(self, channel: str) -> int:
+        """How many rows of ``channel`` may be claimed now, after the breaker and the bucket."""
+        n = self.breakers[channel].allowance(self.batch_size)
+        bucket = self.buckets.get(channel)
+        if bucket is not None:
+            n = min(n, bucket.available())
+        return n
+
+    def claim(self) -> Claim:
+        limits = {ch: n for ch in self.routes if (n := self.allowance(ch)) > 0}
+        claim = Claim()
+        if not limits:
+            return claim
+        now = self.clock.now()
+        with writing(self.engine) as conn:
+            rows: list[Any] = []
+            for channel, limit in limits.items():
+                rows += claim_due(conn, channel, limit, now, self.worker_id, now + self.lease)
+            said_no = unsubscribed(conn, rows)
+        for row in sorted(rows, key=lambda r: r.id):
+            if row.attempts > self.retry.max_attempts:
+                claim.decided.append((row, Outcome("exhausted", error=_EXHAUSTED)))
+            elif (row.customer_id, row.channel) in said_no:
+                reason = f"unsubscribed from {row.channel}"
+                claim.decided.append((row, Outcome("skipped", error=reason)))
+            else:
+                claim.to_send.setdefault(row.channel, []).append(row)
+        for channel, batch in claim.to_send.items():
+            if channel in self.buckets:
+                self.buckets[channel].take(len(batch))
+        return claim
+
+    def send(self, claim: Claim) -> dict[str, list[SendResult]]:
+        """Hand each channel's batch to its backend; results feed the circuit breakers."""
+        results = self._loop.run_until_complete(self._send_all(claim.to_send))
+        for channel, answers in results.items():
+            breaker = self.breakers[channel]
+            for answer in answers:
+                breaker.record(answer.status != "failed")
+        return results
+
+    async def _send_all(self, batches: dict[str, list[Any]]) -> dict[str, list[SendResult]]:
+        channels = list(batches)
+        answers = await asyncio.gather(*(self._send_channel(ch, batches[ch]) for ch in channels))
+        return dict(zip(channels, answers, strict=True))
+
+    async def _send_channel(self, channel: str, rows: list[Any]) -> list[SendResult]:
+        messages = [outgoing(r) for r in rows]
+        try:
+            answers = await self.routes[channel].backend.send(messages)
+        except Exception as exc:  # a backend bug or outage must not strand the batch
+            log.exception("%s backend raised", channel)
+            answers = [
+                SendResult(m.id, "failed", error=f"backend error: {exc!r}") for m in messages
+            ]
+        by_id = {a.message_id: a for a in answers}
+        return [
+            by_id.get(m.id) or SendResult(m.id, "failed", error="the backend gave no result")
+            for m in messages
+        ]
+
+    def finish(self, claim: Claim, results: Mapping[str, Sequence[SendResult]]) -> DispatchReport:
+        """Record the outcomes, retrying the transaction when it loses a lock race.
+
+        If it cannot be written at all the rows stay ``sending`` and are sent again when the
+        lease expires: the at-least-once window described above.
+        """
+        items = list(claim.decided)
+        for channel, rows in claim.to_send.items():
+            for row, answer in zip(rows, results.get(channel, ()), strict=False):
+                items.append((row, Outcome(answer.status, answer.provider_id, answer.error)))
+        for attempt in range(4):
+            try:
+                with writing(self.engine) as conn:
+                    return self._finish_in(conn, items, len(claim))
+            except sa.exc.DBAPIError as exc:
+                if attempt == 3 or not _retryable(exc):
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _finish_in(
+        self, conn: sa.Connection, items: list[tuple[Any, Outcome]], claimed: int
+    ) -> DispatchReport:
+        now = self.clock.now()
+        report = DispatchReport(claimed=claimed)
+        ids = [row.id for row, _ in items]
+        owned = set(
+            conn.execute(
+                sa.select(outbox.c.id)
+                .where(
+                    outbox.c.id.in_(ids),
+                    outbox.c.status == "sending",
+                    outbox.c.claimed_by == self.worker_id,
+                )
+                .with_for_update()
+            ).scalars()
+        )
+        params: list[dict[str, Any]] = []
+        events: list[Event] = []
+        follow: list[QueuedMessage] = []
+        for row, outcome in items:
+            if row.id not in owned:
+                report.lost += 1
+                continue
+            status, error = outcome.status, outcome.error
+            change: dict[str, Any] = {
+                "b_id": row.id,
+                "b_provider_id": row.provider_id,
+                "b_error": error,
+                "b_sent_at": None,
+                "b_next": row.next_attempt_at,
+                "b_now": now,
+            }
+            if status == "sent":
+                change.update(b_provider_id=outcome.provider_id, b_sent_at=now)
+                report.sent += 1
+                events += event_for(row, SENT, provider_id=outcome.provider_id)
+            elif status == "rejected":
+                report.rejected += 1
+                events += event_for(row, BOUNCED, reason=error)
+            elif status == "skipped":
+                report.skipped += 1
+                events += event_for(row, SKIPPED, reason=error)
+            elif status == "failed" and row.attempts < self.retry.max_attempts:
+                status = "failed"
+                change["b_next"] = now + self.retry.delay(row.attempts, self.rng)
+                report.retrying += 1
+            else:  # failed on the last attempt, or abandoned by dying workers too often
+                status = "dead"
+                report.dead += 1
+                events += event_for(row, FAILED, reason=error, attempts=str(row.attempts))
+            change["b_status"] = status
+            params.append(change)
+            if status in ("rejected", "skipped", "dead"):
+                nxt = next_in_chain(row)
+                if nxt is not None:
+                    follow.append(nxt)
+        if params:
+            conn.execute(_FINISH, params)
+        if follow:
+            events += enqueue(conn, follow, now)
+        if events and self.record is not None:
+            events.sort(key=lambda e: e[0])  # one lock order on customer rows
+            self.record(conn, events)
+        report.events = events
+        return report
+
+    def close(self) -> None:
+        """Close the backends' connections and the event loop."""
+        for route in self.routes.values():
+            try:
+                self._loop.run_until_complete(route.backend.close())
+            except Exception:
+                log.exception("closing the %s backend failed", route.backend.channel)
+        self._loop.close()
+
+
+_EXHAUSTED = "the workers sending it stopped before recording a result too many times"
+
+_FINISH = (
+    outbox.update()
+    .where(outbox.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        provider_id=sa.bindparam("b_provider_id"),
+        last_error=sa.bindparam("b_error"),
+        sent_at=sa.bindparam("b_sent_at"),
+        next_attempt_at=sa.bindparam("b_next"),
+        claimed_by=None,
+        claimed_until=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+
+
+def _retryable(exc: sa.exc.DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in ("40P01", "40001"):  # deadlock, serialization failure
+        return True
+    return "database is locked" in str(exc.orig)

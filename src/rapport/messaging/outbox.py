@@ -1,0 +1,333 @@
+"""The outbox: messages to send, written in the sender's own transaction.
+
+Whoever decides that a message goes out (a scenario step, a campaign) calls
+:func:`enqueue` inside the transaction that records that decision. The row's
+``idempotency_key`` ("run:9:step:3", "campaign:12:customer:345") is unique, and enqueueing
+an existing key does nothing, so a step that is retried after a crash, or a campaign that
+is started twice, still produces one row, and the dispatcher sends each row once.
+
+Status of a row::
+
+    queued ──claim──► sending ──► sent
+      ▲                  │ ├────► rejected   (permanent; fallback chain continues)
+      │                  │ └────► skipped    (unsubscribed meanwhile; fallback continues)
+      └── failed ◄───────┘ failed, attempts left (retried at next_attempt_at)
+                         └──────► dead       (no attempts left; fallback continues)
+
+A row enqueued with ``skip_reason`` is stored as ``skipped`` straight away: the policy
+decided not to send, the decision is on record, and the fallback chain moves on.
+
+Every transition a customer should see is returned as an event tuple
+``(customer_id, name, properties)``; messaging never records them itself (it must not
+import the pipeline), its caller does, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.messaging.channels.base import CHANNELS, OutgoingMessage
+from rapport.store.engine import upsert
+from rapport.store.tables import consents, outbox
+
+Event = tuple[int, str, dict[str, Any]]
+
+STATUSES = ("queued", "sending", "sent", "failed", "dead", "skipped", "rejected")
+# Statuses a row never leaves.
+FINAL = ("sent", "dead", "skipped", "rejected")
+
+QUEUED = "Message Queued"
+SENT = "Message Sent"
+FAILED = "Message Failed"
+BOUNCED = "Message Bounced"
+SKIPPED = "Message Skipped"
+
+Ident = str | int | None
+
+
+class OutboxError(ValueError):
+    """A message that cannot be queued as given (unknown channel, empty key)."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """The next channel to try, with its own recipient; content left None is inherited."""
+
+    channel: str
+    recipient: str
+    subject: str | None = None
+    body_text: str | None = None
+    body_html: str | None = None
+    data: dict[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"channel": self.channel, "recipient": self.recipient}
+        for name in ("subject", "body_text", "body_html", "data"):
+            if getattr(self, name) is not None:
+                doc[name] = getattr(self, name)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Fallback:
+        return cls(
+            channel=doc["channel"],
+            recipient=doc["recipient"],
+            subject=doc.get("subject"),
+            body_text=doc.get("body_text"),
+            body_html=doc.get("body_html"),
+            data=doc.get("data"),
+        )
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A rendered message for the outbox, with where it came from and what to try next."""
+
+    idempotency_key: str
+    channel: str
+    recipient: str
+    body_text: str
+    customer_id: int | None = None
+    subject: str | None = None
+    body_html: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    campaign_id: Ident = None
+    scenario_id: Ident = None
+    step: Ident = None
+    template_id: Ident = None
+    variant: str | None = None
+    fallback: tuple[Fallback, ...] = ()
+    # Not before this moment (a scheduled campaign, a customer's local hour).
+    send_at: datetime | None = None
+    # The policy decided not to send on this channel: stored as skipped, fallback follows.
+    skip_reason: str | None = None
+
+
+def _str(value: Ident) -> str | None:
+    return None if value is None else str(value)
+
+
+def _row(msg: QueuedMessage, now: datetime) -> dict[str, Any]:
+    if not msg.idempotency_key:
+        raise OutboxError("a message needs an idempotency key")
+    for channel in (msg.channel, *(f.channel for f in msg.fallback)):
+        if channel not in CHANNELS:
+            raise OutboxError(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
+    return {
+        "idempotency_key": msg.idempotency_key,
+        "customer_id": msg.customer_id,
+        "channel": msg.channel,
+        "recipient": msg.recipient,
+        "subject": msg.subject,
+        "body_text": msg.body_text,
+        "body_html": msg.body_html,
+        "headers": dict(msg.headers),
+        "data": dict(msg.data),
+        "campaign_id": _str(msg.campaign_id),
+        "scenario_id": _str(msg.scenario_id),
+        "step": _str(msg.step),
+        "template_id": _str(msg.template_id),
+        "variant": msg.variant,
+        "fallback": [f.as_json() for f in msg.fallback],
+        "status": "skipped" if msg.skip_reason is not None else "queued",
+        "attempts": 0,
+        "next_attempt_at": msg.send_at or now,
+        "last_error": msg.skip_reason,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def enqueue(conn: sa.Connection, messages: Sequence[QueuedMessage], now: datetime) -> list[Event]:
+    """Queue messages in the caller's transaction; keys already present are left alone.
+
+    Returns the events for the rows actually inserted (``Message Queued``, or ``Message
+    Skipped`` and the fallback's ``Message Queued`` for a message the policy skipped).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for msg in messages:
+        rows.setdefault(msg.idempotency_key, _row(msg, now))  # validate all before writing
+    if not rows:
+        return []
+    stmt = upsert(conn, outbox).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    inserted = sorted(
+        conn.execute(stmt.returning(*outbox.c), list(rows.values())).all(), key=lambda r: r.id
+    )
+    events: list[Event] = []
+    follow: list[QueuedMessage] = []
+    for row in inserted:
+        if row.status == "skipped":
+            events.extend(event_for(row, SKIPPED, reason=row.last_error))
+            nxt = next_in_chain(row)
+            if nxt is not None:
+                follow.append(nxt)
+        else:
+            events.extend(event_for(row, QUEUED))
+    if follow:
+        events.extend(enqueue(conn, follow, now))
+    return events
+
+
+def next_in_chain(row: Any) -> QueuedMessage | None:
+    """The message for the next fallback channel of an outbox row, or None at the end."""
+    if not row.fallback:
+        return None
+    first, rest = Fallback.from_json(row.fallback[0]), row.fallback[1:]
+    return QueuedMessage(
+        idempotency_key=f"{row.idempotency_key}:fallback:{first.channel}",
+        channel=first.channel,
+        recipient=first.recipient,
+        body_text=first.body_text if first.body_text is not None else row.body_text,
+        customer_id=row.customer_id,
+        subject=first.subject if first.subject is not None else row.subject,
+        body_html=first.body_html if first.body_html is not None else row.body_html,
+        headers=dict(row.headers or {}),
+        data=first.data if first.data is not None else dict(row.data or {}),
+        campaign_id=row.campaign_id,
+        scenario_id=row.scenario_id,
+        step=row.step,
+        template_id=row.template_id,
+        variant=row.variant,
+        fallback=tuple(Fallback.from_json(doc) for doc in rest),
+    )
+
+
+def event_for(row: Any, name: str, **extra: Any) -> list[Event]:
+    """The status event for a row, with the properties docs/segments.md promises.
+
+    ``campaign_id``, ``scenario_id``, ``template_id`` and ``channel`` are strings and are
+    left out when not applicable; ``message_id`` is the idempotency key. A row with no
+    customer (a webhook to a partner) has no card to land on, so it yields nothing.
+    """
+    if row.customer_id is None:
+        return []
+    props: dict[str, Any] = {"message_id": row.idempotency_key, "channel": row.channel}
+    for name_ in ("campaign_id", "scenario_id", "template_id", "step", "variant"):
+        value = getattr(row, name_)
+        if value is not None:
+            props[name_] = str(value)
+    props.update({k: v for k, v in extra.items() if v is not None})
+    return [(int(row.customer_id), name, props)]
+
+
+def outgoing(row: Any) -> OutgoingMessage:
+    """What a backend gets: the idempotency key as the message id (Message-ID, headers)."""
+    return OutgoingMessage(
+        id=row.idempotency_key,
+        channel=row.channel,
+        to=row.recipient,
+        body_text=row.body_text,
+        customer_id=row.customer_id,
+        subject=row.subject,
+        body_html=row.body_html,
+        headers=dict(row.headers or {}),
+        data=dict(row.data or {}),
+    )
+
+
+# -- claiming (the dispatcher's side) --------------------------------------------------
+
+
+def claim_due(
+    conn: sa.Connection,
+    channel: str,
+    limit: int,
+    now: datetime,
+    worker_id: str,
+    lease_until: datetime,
+) -> list[Any]:
+    """Take up to ``limit`` due rows of ``channel`` under a lease, counting one attempt.
+
+    Due means queued or failed with ``next_attempt_at`` passed, or ``sending`` under a
+    lease that expired (its worker died). PostgreSQL skips rows another dispatcher has
+    locked; the UPDATE re-checks dueness, which is what guards SQLite (and any dialect
+    where the SELECT did not lock).
+    """
+    due = sa.or_(
+        sa.and_(outbox.c.status.in_(("queued", "failed")), outbox.c.next_attempt_at <= now),
+        sa.and_(outbox.c.status == "sending", outbox.c.claimed_until < now),
+    )
+    ids = list(
+        conn.execute(
+            sa.select(outbox.c.id)
+            .where(outbox.c.channel == channel, due)
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    if not ids:
+        return []
+    return list(
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(ids), due)
+            .values(
+                status="sending",
+                attempts=outbox.c.attempts + 1,
+                claimed_by=worker_id,
+                claimed_until=lease_until,
+                updated_at=now,
+            )
+            .returning(*outbox.c)
+        ).all()
+    )
+
+
+def unsubscribed(conn: sa.Connection, rows: Sequence[Any]) -> set[tuple[int, str]]:
+    """(customer, channel) pairs whose owner said no after the message was queued.
+
+    The policy checked consent when the message was queued, but retries and scheduled
+    sends can go out hours later; an unsubscribe must take effect at once.
+    """
+    customers = {r.customer_id for r in rows if r.customer_id is not None}
+    if not customers:
+        return set()
+    found = conn.execute(
+        sa.select(consents.c.customer_id, consents.c.channel).where(
+            consents.c.customer_id.in_(customers),
+            consents.c.channel.in_({r.channel for r in rows}),
+            consents.c.status == "unsubscribed",
+        )
+    )
+    return {(int(cid), str(channel)) for cid, channel in found}
+
+
+# -- operator queries ----------------------------------------------------------------
+
+
+def dead_letters(conn: sa.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """Messages that ran out of attempts, newest first: what an operator looks at."""
+    rows = conn.execute(
+        sa.select(outbox)
+        .where(outbox.c.status == "dead")
+        .order_by(outbox.c.updated_at.desc(), outbox.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def requeue_dead(conn: sa.Connection, ids: Sequence[int], now: datetime) -> int:
+    """Give dead messages a fresh set of attempts (after the provider outage is fixed)."""
+    result = conn.execute(
+        outbox.update()
+        .where(outbox.c.id.in_(list(ids)), outbox.c.status == "dead")
+        .values(status="queued", attempts=0, next_attempt_at=now, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def counts_by_status(conn: sa.Connection) -> dict[str, int]:
+    rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))
+    return {status: int(n) for status, n in rows}
+
+
+def get_message(conn: sa.Connection, idempotency_key: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(outbox).where(outbox.c.idempotency_key == idempotency_key)).first()
+    return None if row is None else dict(row._mapping)
