@@ -335,11 +335,7 @@ def _sql_relative(kind: str, op: str, n: int, ref: Any, ctx: Context) -> ColumnE
     span = timedelta(days=n)
     if kind == "datetime":
         if op == "anniversary_within":
-            day = (
-                sa.func.to_char(sa.func.timezone("UTC", ref), "MM-DD")
-                if ctx.postgres
-                else sa.func.strftime("%m-%d", ref)
-            )
+            day = month_day(kind, ref, ctx)
             return sa.and_(ref.is_not(None), day.in_(sorted(dates.anniversary_strings(ctx.now, n))))
         low, high = {
             "within_last": (ctx.now - span, ctx.now),
@@ -352,7 +348,7 @@ def _sql_relative(kind: str, op: str, n: int, ref: Any, ctx: Context) -> ColumnE
         if op == "anniversary_within":
             return sa.and_(
                 text.is_not(None),
-                sa.func.substr(text, 6, 5).in_(sorted(dates.anniversary_strings(ctx.now, n))),
+                month_day(kind, ref, ctx).in_(sorted(dates.anniversary_strings(ctx.now, n))),
             )
         expr = sa.collate(text, "C") if ctx.postgres else text
         back, ahead = (today - span).isoformat(), (today + span).isoformat()
@@ -363,7 +359,7 @@ def _sql_relative(kind: str, op: str, n: int, ref: Any, ctx: Context) -> ColumnE
         }[op]
         return _range(expr, low_s, high_s, strict_high=op == "more_than_days_ago", guard=text)
     if op == "anniversary_within":
-        day = sa.func.to_char(ref, "MM-DD") if ctx.postgres else sa.func.strftime("%m-%d", ref)
+        day = month_day(kind, ref, ctx)
         return sa.and_(ref.is_not(None), day.in_(sorted(dates.anniversary_strings(ctx.now, n))))
     low_d, high_d = {
         "within_last": (today - span, today),
@@ -371,6 +367,15 @@ def _sql_relative(kind: str, op: str, n: int, ref: Any, ctx: Context) -> ColumnE
         "more_than_days_ago": (None, today - span),
     }[op]
     return _range(ref, low_d, high_d, strict_high=op == "more_than_days_ago")
+
+
+def month_day(kind: str, ref: Any, ctx: Context) -> ColumnElement[Any]:
+    """The ``MM-DD`` of a date, a datetime (its UTC day) or a date-like trait, in SQL."""
+    if isinstance(ref, JsonRef):
+        return sa.func.substr(ref.date_text(), 6, 5)
+    if kind == "datetime" and ctx.postgres:
+        return sa.func.to_char(sa.func.timezone("UTC", ref), "MM-DD")
+    return sa.func.to_char(ref, "MM-DD") if ctx.postgres else sa.func.strftime("%m-%d", ref)
 
 
 def _range(

@@ -31,6 +31,7 @@ from rapport.segments.conditions.profile import (
     SegmentCondition,
 )
 from rapport.segments.context import Context, Snapshot
+from rapport.segments.crossing import any_of
 from rapport.segments.dependencies import Collector
 from rapport.store.tables import segments
 
@@ -66,6 +67,10 @@ class All:
     def test(self, snap: Snapshot, ctx: Context) -> bool:
         return all(child.test(snap, ctx) for child in self.children)
 
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        """A customer's answer can change only if some time-dependent leaf's does."""
+        return any_of(child.crossing_sql(ctx_from, ctx_to) for child in self.children)
+
     def collect(self, deps: Collector) -> None:
         for child in self.children:
             child.collect(deps)
@@ -84,6 +89,9 @@ class Any_:
     def test(self, snap: Snapshot, ctx: Context) -> bool:
         return any(child.test(snap, ctx) for child in self.children)
 
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        return any_of(child.crossing_sql(ctx_from, ctx_to) for child in self.children)
+
     def collect(self, deps: Collector) -> None:
         for child in self.children:
             child.collect(deps)
@@ -101,6 +109,9 @@ class Not:
 
     def test(self, snap: Snapshot, ctx: Context) -> bool:
         return not self.child.test(snap, ctx)
+
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        return self.child.crossing_sql(ctx_from, ctx_to)
 
     def collect(self, deps: Collector) -> None:
         self.child.collect(deps)

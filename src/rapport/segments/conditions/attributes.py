@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import PrivateAttr
 from sqlalchemy.sql.elements import ColumnElement
 
-from rapport.segments import ops
+from rapport.segments import crossing, ops
 from rapport.segments.conditions.base import Condition
 from rapport.segments.context import Context, Snapshot
 from rapport.segments.dependencies import Collector
@@ -54,6 +54,9 @@ class AttributeCondition(Condition):
     def sql(self, ctx: Context) -> ColumnElement[bool]:
         return ops.sql(self._kind, self.op, self._value, self._ref(ctx), ctx)
 
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        return crossing.field(self._kind, self.op, self._value, self._ref(ctx_to), ctx_from, ctx_to)
+
     def test(self, snap: Snapshot, ctx: Context) -> bool:
         if self._path:
             x = lookup(snap.customer["traits"], self._path)
@@ -98,6 +101,10 @@ class ComputedCondition(Condition):
     def sql(self, ctx: Context) -> ColumnElement[bool]:
         field = COMPUTED[self.computed]
         return ops.sql(field.kind, self.op, self._value, field.sql(), ctx)
+
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        field = COMPUTED[self.computed]
+        return crossing.field(field.kind, self.op, self._value, field.sql(), ctx_from, ctx_to)
 
     def test(self, snap: Snapshot, ctx: Context) -> bool:
         field = COMPUTED[self.computed]

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.sql.elements import ColumnElement
 
 from rapport.segments.context import Context, Snapshot
+from rapport.segments.crossing import NEVER
 from rapport.segments.dependencies import Collector
 from rapport.segments.problems import Bad, pydantic_problems
 
@@ -52,6 +53,17 @@ class Condition(BaseModel):
 
     def collect(self, deps: Collector) -> None:
         raise NotImplementedError
+
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        """The customers whose answer may differ between the two moments (``crossing``).
+
+        A condition that reads no clock cannot change with time alone: nobody. A
+        time-dependent type that does not say answers None, "unknown", and the sweep then
+        evaluates its segment in full rather than risk missing someone.
+        """
+        deps = Collector()
+        self.collect(deps)
+        return None if deps.time_dependent else NEVER
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)

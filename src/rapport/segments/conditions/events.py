@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from sqlalchemy.sql.elements import ColumnElement
 
-from rapport.segments import dates, ops
+from rapport.segments import crossing, dates, ops
 from rapport.segments.conditions.base import Condition
 from rapport.segments.context import Context, Snapshot
 from rapport.segments.dependencies import Collector
@@ -195,6 +195,35 @@ class EventCondition(Condition):
         if n == 0:
             return sa.not_(at_least(1))
         return customers.c.id.in_(base.group_by(table.c.customer_id).having(amount == n))
+
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        """Only days leaving the window move a count (windows have no upper end), and the
+        latest day passes "more than N days ago" on those same days: the customers with
+        such an event on the days that left, which is none while the UTC day is the same.
+        """
+        n = self._window()
+        if n is None and self.last is not None:
+            n = self.last.more_than_days_ago
+        if n is None:
+            return crossing.NEVER  # "ever", or before/after a fixed day
+        span = crossing.days_left(ctx_from, ctx_to, n)
+        if span is None:
+            return crossing.NEVER
+        first, stop = span
+        if self.where:
+            e = events.c
+            rows = sa.select(e.customer_id).where(
+                e.name == self.event,
+                e.occurred_at >= dates.midnight(first),
+                e.occurred_at < dates.midnight(stop),
+                *(f.sql(ctx_to) for f in self.where),
+            )
+        else:
+            ec = event_counters.c
+            rows = sa.select(ec.customer_id).where(
+                ec.name == self.event, ec.day >= first, ec.day < stop
+            )
+        return customers.c.id.in_(rows)
 
     # -- Python
 

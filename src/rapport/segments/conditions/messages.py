@@ -56,6 +56,9 @@ class MessageCondition(Condition):
     def sql(self, ctx: Context) -> ColumnElement[bool]:
         return self._event.sql(ctx)
 
+    def crossing_sql(self, ctx_from: Context, ctx_to: Context) -> ColumnElement[bool] | None:
+        return self._event.crossing_sql(ctx_from, ctx_to)
+
     def test(self, snap: Snapshot, ctx: Context) -> bool:
         return self._event.test(snap, ctx)
 
