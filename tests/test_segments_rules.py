@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rapport.ingest.errors import InvalidInput
+from rapport.errors import InvalidInput
 from rapport.segments.rules import parse_rule, segment_lookup
 from rapport.store.engine import writing
 from tests.test_segments_store import add_segment

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rapport.ingest.errors import InvalidInput
+from rapport.errors import InvalidInput
 from rapport.messaging.templates.compile import compile_variant, make_environment
 from rapport.messaging.templates.render import RenderError, render
 from rapport.messaging.templates.sandbox import (

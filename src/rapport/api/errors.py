@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from rapport.ingest.errors import InvalidInput, Problem
+from rapport.errors import InvalidInput, Problem
 
 
 class ApiError(Exception):

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from rapport.api.auth import require_write_key
 from rapport.api.errors import ApiError
-from rapport.ingest.errors import InvalidInput, Problem
+from rapport.errors import InvalidInput, Problem
 from rapport.ingest.messages import MESSAGE_TYPES, parse_batch, parse_message
 
 router = APIRouter(prefix="/v1", tags=["ingest (Segment tracking API)"])

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
-from rapport.ingest.errors import Problem
+from rapport.errors import Problem
 from rapport.segments import lists
 from rapport.store.engine import writing
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.customers.card import summaries
-from rapport.ingest.errors import InvalidInput
+from rapport.errors import InvalidInput
 from rapport.segments import definitions
 from rapport.segments.compiler import count, member_ids
 from rapport.segments.export import export_rows

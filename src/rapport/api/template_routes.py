@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
-from rapport.ingest.errors import InvalidInput
+from rapport.errors import InvalidInput
 from rapport.messaging.templates import store
 from rapport.messaging.templates.render import RenderError, build_context, product_list, render
 from rapport.store.engine import writing

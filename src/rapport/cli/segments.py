@@ -105,7 +105,7 @@ def segments_count(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Evaluate a segment now; the count is the last line of the output."""
-    from rapport.ingest.errors import InvalidInput
+    from rapport.errors import InvalidInput
     from rapport.segments.compiler import count
     from rapport.segments.definitions import SegmentNotFound, find_segment
     from rapport.segments.rules import parse_rule, segment_lookup

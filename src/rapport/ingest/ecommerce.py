@@ -13,8 +13,8 @@ from typing import Any, TypeGuard
 import sqlalchemy as sa
 
 from rapport.catalog.products import ProductCache, upsert_products
+from rapport.errors import Problem
 from rapport.ingest.carts import CartBook
-from rapport.ingest.errors import Problem
 from rapport.ingest.incoming import Incoming
 from rapport.store.engine import upsert
 from rapport.store.tables import order_lines, orders, product_views

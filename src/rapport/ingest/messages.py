@@ -15,8 +15,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic import ValidationError as PydanticValidationError
 
 from rapport.clock import utc
+from rapport.errors import InvalidInput, Problem
 from rapport.ingest import ecommerce
-from rapport.ingest.errors import InvalidInput, Problem
 from rapport.ingest.incoming import Incoming
 from rapport.ingest.traits import contact_points, read_attributes
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from rapport.ingest.errors import Problem
+from rapport.errors import Problem
 from rapport.ingest.normalize import (
     normalize_email,
     normalize_phone,

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.ingest.errors import InvalidInput, Problem
+from rapport.errors import InvalidInput, Problem
 from rapport.segments.dependencies import dependencies
 from rapport.segments.rules import Rule, parse_rule, segment_lookup
 from rapport.store.tables import segment_members, segments

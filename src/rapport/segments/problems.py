@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rapport.ingest.errors import InvalidInput, Problem
+from rapport.errors import InvalidInput, Problem
 
 
 class Bad(Exception):

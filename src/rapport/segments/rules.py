@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.sql.elements import ColumnElement
 
-from rapport.ingest.errors import InvalidInput, Problem
+from rapport.errors import InvalidInput, Problem
 from rapport.segments.conditions.attributes import AttributeCondition, ComputedCondition
 from rapport.segments.conditions.base import Condition, InvalidNode
 from rapport.segments.conditions.events import EventCondition

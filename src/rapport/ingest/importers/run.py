@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
-from rapport.ingest.errors import InvalidInput
+from rapport.errors import InvalidInput
 from rapport.ingest.importers.common import Record, RowProblem
 from rapport.ingest.importers.customers import CustomersMapper
 from rapport.ingest.importers.events import EventsMapper

@@ -18,7 +18,7 @@ import mjml
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from rapport.ingest.errors import InvalidInput, Problem
+from rapport.errors import InvalidInput, Problem
 from rapport.messaging.templates.filters import FILTERS
 from rapport.messaging.templates.plaintext import html_to_text
 from rapport.messaging.templates.protect import Tag, check_survived, line_col, protect, restore

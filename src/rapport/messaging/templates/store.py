@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.ingest.errors import InvalidInput, Problem
+from rapport.errors import InvalidInput, Problem
 from rapport.messaging.channels.base import CHANNELS
 from rapport.messaging.templates.compile import KINDS, CompiledVariant, compile_variant
 from rapport.messaging.templates.filters import LOCALES

@@ -1,4 +1,8 @@
-"""One error type for bad input, carrying every problem with its location."""
+"""One error type for bad input, carrying every problem with its location.
+
+Shared by every domain (ingest, segments, messaging, ...): a rejected input names each
+bad field and nothing is stored.
+"""
 
 from __future__ import annotations
 
