@@ -22,10 +22,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/segments.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure
 	$(BIN)/python bench/ingest.py --quick
+	$(BIN)/python bench/segments.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
