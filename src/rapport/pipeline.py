@@ -24,7 +24,8 @@ from rapport.customers.timeline import existing_message_ids, store_events
 from rapport.ingest import ecommerce
 from rapport.ingest.identity import resolve
 from rapport.ingest.incoming import Incoming
-from rapport.segments.lifecycle import update_stage
+from rapport.segments.lifecycle import EVENT as STAGE_EVENT
+from rapport.segments.lifecycle import update_stages
 from rapport.segments.membership import ENTERED, EXITED, SegmentIndex, Touched, refresh
 from rapport.store.engine import upsert, writing
 from rapport.store.tables import customer_groups
@@ -166,9 +167,17 @@ class Pipeline:
         now: datetime,
     ) -> None:
         """What the stored batch sets in motion: lifecycle stages, then segment membership."""
-        for cid in sorted(c for c, ch in changes.items() if ch.orders_changed):
-            update_stage(conn, self, cid, now)
         touched: dict[int, Touched] = {}
+        ordered = [c for c, ch in changes.items() if ch.orders_changed]
+        stage_moves = update_stages(conn, ordered, now)
+        if stage_moves:
+            self.record_many(
+                conn,
+                [(cid, STAGE_EVENT, {"from": a, "to": b}) for cid, a, b in stage_moves],
+                react=False,  # the segments they affect are re-checked with this batch below
+            )
+            for cid, _, _ in stage_moves:
+                touched.setdefault(cid, Touched()).events.add(STAGE_EVENT)
         for msg, cid in zip(fresh, ids, strict=True):
             t = touched.setdefault(cid, Touched())
             t.events.add(msg.name)

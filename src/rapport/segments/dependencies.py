@@ -8,6 +8,7 @@ needs the sweep.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,9 @@ class Dependencies:
     events: frozenset[str] = frozenset()
     counter_events: frozenset[str] = frozenset()
     logged_events: frozenset[str] = frozenset()
+    # For each logged event name, how many days back any condition reads it (None: all of
+    # history), so the real-time loader fetches only that much of the log.
+    logged_windows: Mapping[str, int | None] = field(default_factory=dict)
     customer_fields: frozenset[str] = frozenset()
     traits: frozenset[str] = frozenset()
     consent_channels: frozenset[str] = frozenset()
@@ -41,6 +45,7 @@ class Collector:
 
     counter_events: set[str] = field(default_factory=set)
     logged_events: set[str] = field(default_factory=set)
+    logged_windows: dict[str, int | None] = field(default_factory=dict)
     customer_fields: set[str] = field(default_factory=set)
     traits: set[str] = field(default_factory=set)
     consent_channels: set[str] = field(default_factory=set)
@@ -48,11 +53,20 @@ class Collector:
     time_dependent: bool = False
     every_event: bool = False
 
+    def read_log(self, name: str, days: int | None) -> None:
+        """A condition reads event ``name`` from the log ``days`` back (None: ever)."""
+        self.logged_events.add(name)
+        if name in self.logged_windows:
+            known = self.logged_windows[name]
+            days = None if known is None or days is None else max(known, days)
+        self.logged_windows[name] = days
+
     def freeze(self) -> Dependencies:
         return Dependencies(
             events=frozenset(self.counter_events | self.logged_events),
             counter_events=frozenset(self.counter_events),
             logged_events=frozenset(self.logged_events),
+            logged_windows=dict(self.logged_windows),
             customer_fields=frozenset(self.customer_fields),
             traits=frozenset(self.traits),
             consent_channels=frozenset(self.consent_channels),

@@ -8,12 +8,12 @@ rule reads them), and ``matches`` answers from that snapshot without touching th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from rapport.segments.context import Context, Snapshot
-from rapport.segments.dependencies import dependencies
+from rapport.segments.dependencies import Dependencies, dependencies
 from rapport.segments.rules import Rule
 from rapport.store.tables import consents, customers, event_counters, events, segment_members
 
@@ -46,7 +46,7 @@ def load_snapshots(
             e = events.c
             for cid, name, at, props in conn.execute(
                 sa.select(e.customer_id, e.name, e.occurred_at, e.properties).where(
-                    e.customer_id.in_(chunk), e.name.in_(sorted(deps.logged_events))
+                    e.customer_id.in_(chunk), _log_window(deps, now)
                 )
             ):
                 if cid in found:
@@ -75,6 +75,18 @@ def load_snapshots(
                 if cid in found:
                     found[cid].segments = frozenset(sids)
     return found
+
+
+def _log_window(deps: Dependencies, now: datetime) -> sa.ColumnElement[bool]:
+    """Only the part of the log the rule can read: each name as far back as its widest
+    window (a day more, so a whole-UTC-day window is always covered), or all of it."""
+    e = events.c
+    unbounded = sorted(n for n in deps.logged_events if deps.logged_windows.get(n) is None)
+    parts: list[sa.ColumnElement[bool]] = [e.name.in_(unbounded)] if unbounded else []
+    for name, days in sorted(deps.logged_windows.items()):
+        if days is not None:
+            parts.append(sa.and_(e.name == name, e.occurred_at >= now - timedelta(days=days + 1)))
+    return sa.or_(*parts)
 
 
 def matches(rule: Rule, snapshot: Snapshot, now: datetime) -> bool:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from rapport.segments.compiler import where_clause
+from rapport.segments.compiler import tune, where_clause
 from rapport.segments.rules import Rule
 from rapport.store.tables import customers
 
@@ -39,6 +39,7 @@ def export_rows(engine: sa.Engine, rule: Rule, now: datetime, page: int = 5000) 
     cols = [customers.c[name] for name in EXPORT_COLUMNS]
     while True:
         with engine.connect() as conn:
+            tune(conn)
             rows = conn.execute(
                 sa.select(*cols)
                 .where(where_clause(rule, now, conn.dialect.name), customers.c.id > after)

@@ -248,6 +248,46 @@ def _previous_order(conn: sa.Connection, customer_id: int, before: datetime) -> 
     return value
 
 
+def update_stages(
+    conn: sa.Connection,
+    customer_ids: list[int],
+    now: datetime,
+    thresholds: LifecycleThresholds | None = None,
+) -> list[tuple[int, str | None, str]]:
+    """Bring these customers' stages up to date (after their orders changed); returns the
+    changes as (customer, from, to) for the caller to announce. Thresholds are read once."""
+    if not customer_ids:
+        return []
+    c = customers.c
+    rows = conn.execute(
+        sa.select(c.id, c.orders_count, c.last_order_at, c.lifecycle_stage)
+        .where(c.id.in_(sorted(customer_ids)))
+        .order_by(c.id)
+    ).all()
+    thresholds = thresholds or current_thresholds(conn, now)
+    moves: list[tuple[int, str | None, str]] = []
+    for row in rows:
+        previous = (
+            _previous_order(conn, row.id, row.last_order_at)
+            if row.orders_count >= 2 and row.last_order_at is not None
+            else None
+        )
+        stage = stage_for(row.orders_count, row.last_order_at, previous, now, thresholds)
+        if stage != row.lifecycle_stage:
+            moves.append((row.id, row.lifecycle_stage, stage))
+    if moves:
+        conn.execute(
+            customers.update()
+            .where(c.id == sa.bindparam("cid"))
+            .values(
+                lifecycle_stage=sa.bindparam("stage"),
+                lifecycle_changed_at=sa.bindparam("at", type_=c.lifecycle_changed_at.type),
+            ),
+            [{"cid": cid, "stage": to, "at": now} for cid, _, to in moves],
+        )
+    return moves
+
+
 def update_stage(
     conn: sa.Connection,
     pipeline: Pipeline,
@@ -255,30 +295,14 @@ def update_stage(
     now: datetime,
     thresholds: LifecycleThresholds | None = None,
 ) -> str | None:
-    """Bring one customer's stage up to date (after an order); returns the new stage if it
-    changed. The change is announced on the timeline in the same transaction."""
-    c = customers.c
-    row = conn.execute(
-        sa.select(c.orders_count, c.last_order_at, c.lifecycle_stage).where(c.id == customer_id)
-    ).first()
-    if row is None:
+    """One customer's stage, announced on the timeline in the same transaction; returns the
+    new stage if it changed."""
+    moves = update_stages(conn, [customer_id], now, thresholds)
+    if not moves:
         return None
-    thresholds = thresholds or current_thresholds(conn, now)
-    previous = (
-        _previous_order(conn, customer_id, row.last_order_at)
-        if row.orders_count >= 2 and row.last_order_at is not None
-        else None
-    )
-    stage = stage_for(row.orders_count, row.last_order_at, previous, now, thresholds)
-    if stage == row.lifecycle_stage:
-        return None
-    conn.execute(
-        customers.update()
-        .where(c.id == customer_id)
-        .values(lifecycle_stage=stage, lifecycle_changed_at=now)
-    )
-    pipeline.record(conn, customer_id, EVENT, {"from": row.lifecycle_stage, "to": stage})
-    return stage
+    _, before, after = moves[0]
+    pipeline.record(conn, customer_id, EVENT, {"from": before, "to": after})
+    return after
 
 
 @dataclass

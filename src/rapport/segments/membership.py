@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.segments.compiler import member_ids, where_clause
+from rapport.segments.compiler import member_ids, tune, where_clause
 from rapport.segments.config import read_setting, write_setting
 from rapport.segments.context import Context, Snapshot
 from rapport.segments.crossing import any_of, never
@@ -298,6 +298,7 @@ def run_sweep(
 
     With ``backfill`` the changes are written but no events returned.
     """
+    tune(conn)
     if segment_ids is not None:
         wanted = set(segment_ids)
     else:  # time-dependent segments, and every segment that reads one of them
