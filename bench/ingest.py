@@ -289,7 +289,9 @@ def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> 
         latencies = asyncio.run(_latency(base, key, tracks, args.rate))
     check = create_engine(url)
     with check.connect() as conn:
-        stored = conn.exec_driver_sql("SELECT count(*) FROM events WHERE type <> 'system'").scalar_one()
+        stored = conn.exec_driver_sql(
+            "SELECT count(*) FROM events WHERE type <> 'system'"
+        ).scalar_one()
     check.dispose()
     rows = _event_rows(batches)
     raw = (

@@ -62,8 +62,9 @@ from rapport.ingest.messages import parse_batch  # noqa: E402
 from rapport.pipeline import Pipeline  # noqa: E402
 from rapport.segments.compiler import count, where_clause  # noqa: E402
 from rapport.segments.definitions import create_segment  # noqa: E402
-from rapport.segments.membership import ENTERED, SegmentIndex, sweep  # noqa: E402
+from rapport.segments.membership import ENTERED, SegmentIndex  # noqa: E402
 from rapport.segments.rules import parse_rule  # noqa: E402
+from rapport.segments.sweep import sweep  # noqa: E402
 from rapport.store.engine import create_engine, writing  # noqa: E402
 from rapport.store.tables import customers, identities  # noqa: E402
 

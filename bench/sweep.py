@@ -35,7 +35,8 @@ from tests.postgres_server import create_database, server_url  # noqa: E402
 from bench.segment_fixture import build, now_hour  # noqa: E402
 from rapport.segments.compiler import member_ids  # noqa: E402
 from rapport.segments.definitions import create_segment  # noqa: E402
-from rapport.segments.membership import SegmentIndex, run_sweep  # noqa: E402
+from rapport.segments.membership import SegmentIndex  # noqa: E402
+from rapport.segments.sweep import run_sweep  # noqa: E402
 from rapport.store.engine import create_engine, writing  # noqa: E402
 
 SEGMENTS: dict[str, dict[str, Any]] = {

@@ -21,13 +21,9 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from rapport.segments.compiler import member_ids
-from rapport.segments.membership import (
-    SWEEP_STATE,
-    SegmentIndex,
-    run_sweep,
-    sweep_candidates,
-)
+from rapport.segments.membership import SegmentIndex
 from rapport.segments.rules import parse_rule
+from rapport.segments.sweep import SWEEP_STATE, run_sweep, sweep_candidates
 from rapport.store.engine import writing
 from rapport.store.tables import app_settings, customers, events, segment_members, segments
 from tests.test_segments_agree import (

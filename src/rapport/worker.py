@@ -26,8 +26,8 @@ from rapport.messaging.dispatcher import Dispatcher, DispatchReport, RecordEvent
 from rapport.messaging.outbox import Event
 from rapport.pipeline import Pipeline
 from rapport.segments.lifecycle import recompute_lifecycle
-from rapport.segments.membership import sweep
 from rapport.segments.rfm import recompute_rfm
+from rapport.segments.sweep import sweep
 from rapport.store.engine import writing
 
 log = logging.getLogger("rapport.worker")

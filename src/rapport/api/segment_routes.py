@@ -18,8 +18,8 @@ from rapport.errors import InvalidInput
 from rapport.segments import definitions
 from rapport.segments.compiler import count, member_ids
 from rapport.segments.export import export_rows
-from rapport.segments.membership import sweep
 from rapport.segments.rules import parse_rule, segment_lookup
+from rapport.segments.sweep import sweep
 from rapport.store.engine import writing
 from rapport.store.tables import segment_members
 
