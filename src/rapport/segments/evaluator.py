@@ -23,7 +23,12 @@ ALWAYS = frozenset({"id", "merged_into", "erased_at"})
 
 
 def load_snapshots(
-    conn: sa.Connection, customer_ids: Iterable[int], rule: Rule, now: datetime
+    conn: sa.Connection,
+    customer_ids: Iterable[int],
+    rule: Rule,
+    now: datetime,
+    *,
+    all_memberships: bool = False,
 ) -> dict[int, Snapshot]:
     """Snapshots for the customers that exist, with only the columns and the part of the
     event log the rule reads (``now`` bounds the log windows)."""
@@ -64,14 +69,15 @@ def load_snapshots(
             ):
                 if cid in found:
                     found[cid].consents[channel] = status
-        if deps.segments:
+        if deps.segments or all_memberships:
+            # ``all_memberships``: every current membership (the real-time step diffs with
+            # them), a superset of what the rule's segment conditions read.
             sm = segment_members.c
             member_of: dict[int, set[int]] = {}
+            which = [] if all_memberships else [sm.segment_id.in_(sorted(deps.segments))]
             for cid, sid in conn.execute(
                 sa.select(sm.customer_id, sm.segment_id).where(
-                    sm.customer_id.in_(chunk),
-                    sm.segment_id.in_(sorted(deps.segments)),
-                    sm.until.is_(None),
+                    sm.customer_id.in_(chunk), sm.until.is_(None), *which
                 )
             ):
                 member_of.setdefault(cid, set()).add(sid)

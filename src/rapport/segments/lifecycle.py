@@ -236,16 +236,21 @@ def current_thresholds(conn: sa.Connection, now: datetime | None = None) -> Life
     return thresholds
 
 
-def _previous_order(conn: sa.Connection, customer_id: int, before: datetime) -> datetime | None:
+def _previous_orders(conn: sa.Connection, rows: list[Any]) -> dict[int, datetime]:
+    """The order before each customer's latest, for several customers in one query."""
+    if not rows:
+        return {}
     o = orders.c
-    value = conn.execute(
-        sa.select(sa.func.max(o.occurred_at)).where(
-            o.customer_id == customer_id,
-            o.status.in_(COUNTED_ORDER_STATUSES),
-            o.occurred_at < before,
+    latest = {r.id: r.last_order_at for r in rows}
+    found: dict[int, datetime] = {}
+    for cid, at in conn.execute(
+        sa.select(o.customer_id, o.occurred_at).where(
+            o.customer_id.in_(sorted(latest)), o.status.in_(COUNTED_ORDER_STATUSES)
         )
-    ).scalar()
-    return value
+    ):
+        if at < latest[cid] and (cid not in found or at > found[cid]):
+            found[cid] = at
+    return found
 
 
 def update_stages(
@@ -265,13 +270,11 @@ def update_stages(
         .order_by(c.id)
     ).all()
     thresholds = thresholds or current_thresholds(conn, now)
+    repeat = [r for r in rows if r.orders_count >= 2 and r.last_order_at is not None]
+    before = _previous_orders(conn, repeat)
     moves: list[tuple[int, str | None, str]] = []
     for row in rows:
-        previous = (
-            _previous_order(conn, row.id, row.last_order_at)
-            if row.orders_count >= 2 and row.last_order_at is not None
-            else None
-        )
+        previous = before.get(row.id)
         stage = stage_for(row.orders_count, row.last_order_at, previous, now, thresholds)
         if stage != row.lifecycle_stage:
             moves.append((row.id, row.lifecycle_stage, stage))

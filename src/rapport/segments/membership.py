@@ -212,8 +212,12 @@ def refresh(
     items = [i for i in index.items if i.segment.id in reach]
     customers = sorted({c for cids in pending.values() for c in cids})
     combined = All(tuple(i.rule for i in items))
-    snapshots: dict[int, Snapshot] = load_snapshots(conn, customers, combined, now)
-    current = current_members(conn, reach, customers)
+    snapshots: dict[int, Snapshot] = load_snapshots(
+        conn, customers, combined, now, all_memberships=True
+    )
+    current = {
+        (sid, cid) for cid, snap in snapshots.items() for sid in snap.segments if sid in reach
+    }
     entered: list[tuple[int, int]] = []
     left: list[tuple[int, int]] = []
     for item in items:  # topological order
