@@ -23,11 +23,15 @@ bench: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/rfm_lifecycle.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure
 	$(BIN)/python bench/ingest.py --quick
 	$(BIN)/python bench/segments.py --quick
+	$(BIN)/python bench/sweep.py --customers 20000
+	$(BIN)/python bench/rfm_lifecycle.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
