@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from rapport.errors import InvalidInput
 from rapport.segments import definitions
 from rapport.segments.compiler import count, member_ids
 from rapport.segments.export import export_rows
+from rapport.segments.membership import SegmentIndex
 from rapport.segments.rules import parse_rule, segment_lookup
 from rapport.segments.sweep import sweep
 from rapport.store.engine import writing
@@ -80,14 +82,12 @@ def _segment(request: Request, segment_id: int) -> definitions.Segment:
             raise ApiError(404, str(exc)) from None
 
 
-def _recompute(request: Request, segment_id: int) -> None:
-    """A new or changed rule: fill membership now (silently, see membership.backfill)."""
-    pipeline = request.app.state.pipeline
-    pipeline.segment_index.invalidate()
-    now = request.app.state.clock.now()
-    with writing(request.app.state.engine) as conn:
-        index = pipeline.segment_index.current(conn)
-        sweep(conn, index, now, [segment_id, *index.dependents.get(segment_id, [])], backfill=True)
+def _recompute(conn: sa.Connection, segment_id: int, now: datetime) -> None:
+    """A new or changed rule: fill membership in the same transaction (silently, without
+    entry events). A private index sees the uncommitted definition; the shared one is
+    invalidated after commit, so a rolled-back change never reaches it."""
+    index = SegmentIndex().current(conn)
+    sweep(conn, index, now, [segment_id, *index.dependents.get(segment_id, [])], backfill=True)
 
 
 @router.get("")
@@ -106,7 +106,8 @@ def create(request: Request, body: NewSegment) -> Response:
     now = request.app.state.clock.now()
     with writing(request.app.state.engine) as conn:
         seg = definitions.create_segment(conn, body.name, body.description, body.rules, now)
-    _recompute(request, seg.id)
+        _recompute(conn, seg.id, now)
+    request.app.state.pipeline.segment_index.invalidate()
     return _json(_with_size(request, seg), 201)
 
 
@@ -138,8 +139,9 @@ def change(request: Request, segment_id: int, body: SegmentChange) -> Response:
             )
         except definitions.SegmentNotFound as exc:
             raise ApiError(404, str(exc)) from None
-    if body.rules is not None:
-        _recompute(request, segment_id)
+        if body.rules is not None:
+            _recompute(conn, segment_id, now)
+    request.app.state.pipeline.segment_index.invalidate()
     return _json(_with_size(request, seg))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -89,13 +89,7 @@ def import_command(
             console.print(f"[red]Cannot import {file}:[/red] {exc}", highlight=False)
             raise typer.Exit(2) from None
 
-    if report.problems:
-        problems = Table("line", "field", "reason", title="Rejected rows")
-        for p in report.problems:
-            problems.add_row(str(p.line), p.field, p.reason)
-        console.print(problems)
-        if report.problems_total > len(report.problems):
-            console.print(f"… and {report.problems_total - len(report.problems)} more problems")
+    _print_problems(report)
     summary = Table("rows read", "stored", "duplicates skipped", "rejected", "rows/s")
     summary.add_row(
         str(report.rows_read),
@@ -155,13 +149,7 @@ def lists_import(
     except (ImportFileError, ListError) as exc:
         console.print(f"[red]Cannot import {file}:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    if report.problems:
-        problems = Table("line", "field", "reason", title="Rejected rows")
-        for p in report.problems:
-            problems.add_row(str(p.line), p.field, p.reason)
-        console.print(problems)
-        if report.problems_total > len(report.problems):
-            console.print(f"… and {report.problems_total - len(report.problems)} more problems")
+    _print_problems(report)
     summary = Table("rows read", "added", "already members", "rejected")
     summary.add_row(
         str(report.rows_read),
@@ -179,3 +167,15 @@ def lists_import(
         )
         raise typer.Exit(1)
     console.print(f"Imported {file} into list {list_name!r}", highlight=False)
+
+
+def _print_problems(report: Any) -> None:
+    """The per-row report of rejected rows, as a table (first rows; the count of the rest)."""
+    if not report.problems:
+        return
+    problems = Table("line", "field", "reason", title="Rejected rows")
+    for p in report.problems:
+        problems.add_row(str(p.line), p.field, p.reason)
+    console.print(problems)
+    if report.problems_total > len(report.problems):
+        console.print(f"… and {report.problems_total - len(report.problems)} more problems")

@@ -91,6 +91,10 @@ def unreadable(row: Row) -> Record:
 _WHO = ("user_id", "anonymous_id", "email", "phone")
 
 
+# Columns that name who a row is about; a customers or events file needs one of them.
+WHO_COLUMNS = frozenset({"user_id", "userId", "anonymous_id", "anonymousId", "email", "phone"})
+
+
 def who(cells: Cells, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A row's identity: (userId / anonymousId fields, email / phone traits).
 

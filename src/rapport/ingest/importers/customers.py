@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from rapport.ingest.importers.common import Cells, Record, RowProblem, path_field, unreadable, who
+from rapport.ingest.importers.common import (
+    WHO_COLUMNS,
+    Cells,
+    Record,
+    RowProblem,
+    path_field,
+    unreadable,
+    who,
+)
 from rapport.ingest.importers.readers import ImportFileError, Row
 from rapport.ingest.importers.values import flag, json_value, loose, message_id
 
@@ -34,9 +42,7 @@ class CustomersMapper:
         self.typed = typed
 
     def check_columns(self, columns: list[str]) -> None:
-        if not {"user_id", "userId", "anonymous_id", "anonymousId", "email", "phone"} & set(
-            columns
-        ):
+        if not WHO_COLUMNS & set(columns):
             raise ImportFileError(
                 "a customers file needs a user_id, email, phone or anonymous_id column"
             )

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from rapport.ingest.importers.common import Cells, Record, RowProblem, path_field, unreadable, who
+from rapport.ingest.importers.common import (
+    WHO_COLUMNS,
+    Cells,
+    Record,
+    RowProblem,
+    path_field,
+    unreadable,
+    who,
+)
 from rapport.ingest.importers.readers import ImportFileError, Row
 from rapport.ingest.importers.values import json_value, loose, message_id, text
 
@@ -24,9 +32,7 @@ class EventsMapper:
     def check_columns(self, columns: list[str]) -> None:
         if "event" not in columns:
             raise ImportFileError("an events file needs an event column")
-        if not {"user_id", "userId", "anonymous_id", "anonymousId", "email", "phone"} & set(
-            columns
-        ):
+        if not WHO_COLUMNS & set(columns):
             raise ImportFileError(
                 "an events file needs a user_id, anonymous_id, email or phone column"
             )
