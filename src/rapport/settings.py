@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     ingest_group_max_messages: int = 2000
     # Seconds between sweeps of time-dependent segments; 0 turns the sweeper off.
     sweep_seconds: float = 60.0
+    # Where customers reach this server: tracking pixels, click redirects, unsubscribe and
+    # preference links are built on it.
+    public_url: str = "http://127.0.0.1:8000"
+    # Signs tracking, unsubscribe and deep-link tokens. Unset, a random key is made once
+    # and kept in the store (app_settings), so links stay valid across restarts.
+    secret_key: str | None = None
 
 
 def get_settings() -> Settings:

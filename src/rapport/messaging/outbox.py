@@ -46,6 +46,12 @@ SENT = "Message Sent"
 FAILED = "Message Failed"
 BOUNCED = "Message Bounced"
 SKIPPED = "Message Skipped"
+# Later states, reported by tracking, provider webhooks, receipts and bounce intake.
+DELIVERED = "Message Delivered"
+OPENED = "Message Opened"
+CLICKED = "Message Clicked"
+COMPLAINED = "Message Complained"
+UNSUBSCRIBED = "Message Unsubscribed"
 
 Ident = str | int | None
 

@@ -347,3 +347,100 @@ outbox = sa.Table(
     # Dispatchers look for due rows of one channel; dead letters are listed by status.
     sa.Index("ix_outbox_due", "channel", "status", "next_attempt_at"),
 )
+
+# Campaigns (messaging/campaigns.py): a broadcast of one channel to a segment or list.
+# ``variants`` is [{"name": "A", "template_id": 3, "weight": 50}, …]; ``control_percent``
+# of the audience receives nothing (the holdout that shows the true effect).
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    # draft | scheduled | sending | sent | cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("segment_id", BigID, nullable=False),
+    sa.Column("variants", JSONDoc, nullable=False),
+    sa.Column("control_percent", sa.Float, nullable=False, server_default="0"),
+    # Channels to fall back to, in order, when the first does not deliver.
+    sa.Column("fallback", JSONDoc, nullable=False),
+    sa.Column("send_at", UTCDateTime, nullable=True),
+    # Send at this hour of each customer's own day (their timezone) instead of at once.
+    sa.Column("local_hour", sa.SmallInteger, nullable=True),
+    sa.Column("throttle_per_minute", sa.Integer, nullable=True),
+    sa.Column("options", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+
+# Who a campaign was for, frozen when it starts: the variant each customer drew
+# ("control" for the holdout) and what became of their message.
+campaign_audience = sa.Table(
+    "campaign_audience",
+    metadata,
+    sa.Column("campaign_id", BigID, primary_key=True),
+    sa.Column("customer_id", BigID, primary_key=True),
+    sa.Column("variant", sa.String(100), nullable=False),
+    # pending | queued | skipped | control
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(200), nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_campaign_audience_status", "campaign_id", "status"),
+)
+
+# Addresses nothing is sent to any more: hard bounces, complaints, operator blocks.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("address", sa.String(320), primary_key=True),
+    # bounce | complaint | manual
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("details", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Where push messages go: a browser's web-push subscription or a mobile app's FCM token.
+push_subscriptions = sa.Table(
+    "push_subscriptions",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", BigID, nullable=False, index=True),
+    # webpush | fcm
+    sa.Column("kind", sa.String(16), nullable=False),
+    # The push service endpoint URL (webpush) or the registration token (fcm).
+    sa.Column("endpoint", sa.String(2000), nullable=False, unique=True),
+    sa.Column("keys", JSONDoc, nullable=False),
+    sa.Column("user_agent", sa.String(500), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# Telegram chats linked to a customer through the bot's /start deep link.
+telegram_chats = sa.Table(
+    "telegram_chats",
+    metadata,
+    sa.Column("chat_id", sa.String(64), primary_key=True),
+    sa.Column("customer_id", BigID, nullable=False, index=True),
+    sa.Column("username", sa.String(200), nullable=True),
+    sa.Column("linked_at", UTCDateTime, nullable=False),
+    sa.Column("stopped_at", UTCDateTime, nullable=True),
+)
+
+# Outgoing event subscriptions: events of the named types are POSTed to ``url`` (through
+# the outbox's webhook channel, so they get its retries), signed with ``secret``.
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("event_names", JSONDoc, nullable=False),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
