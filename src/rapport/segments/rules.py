@@ -137,7 +137,7 @@ def parse_rule(
     segment this rule belongs to, when it is saved).
     """
     if isinstance(data, str):
-        data = _load_text(data, where)
+        data = load_text(data, where)
     problems: list[Problem] = []
     rule = _parse(data, where, problems, 0)
     if rule is not None and not problems and (lookup is not None or segment_id is not None):
@@ -147,7 +147,7 @@ def parse_rule(
     return rule
 
 
-def _load_text(text: str, where: str) -> Any:
+def load_text(text: str, where: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -444,3 +444,101 @@ webhook_subscriptions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Scenarios (scenarios/): the current definition; every saved version is kept in
+# ``scenario_versions`` so runs in flight keep the version they started on.
+scenarios = sa.Table(
+    "scenarios",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    # draft | active | paused | archived
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("definition", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+scenario_versions = sa.Table(
+    "scenario_versions",
+    metadata,
+    sa.Column("scenario_id", BigID, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row per journey of one customer (per entity, e.g. a cart) through a scenario.
+# A worker claims rows whose ``wake_at`` has passed; a step's new state and its outbox
+# row are written in one transaction, which is what makes a send happen once.
+scenario_runs = sa.Table(
+    "scenario_runs",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("scenario_id", BigID, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("customer_id", BigID, nullable=False),
+    # The entity the run is about ("" when the scenario has none).
+    sa.Column("entity_key", sa.String(200), nullable=False, server_default=""),
+    # active (due at wake_at) | waiting (for an event, until wake_at) | done | exited
+    # | converted | control | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("step", sa.String(64), nullable=True),
+    sa.Column("wake_at", UTCDateTime, nullable=True),
+    sa.Column("waiting_event", sa.String(200), nullable=True),
+    sa.Column("context", JSONDoc, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Column("end_reason", sa.String(200), nullable=True),
+    sa.Column("claimed_by", sa.String(100), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Index("ix_scenario_runs_due", "status", "wake_at"),
+    sa.Index("ix_scenario_runs_customer", "customer_id", "scenario_id"),
+    # One live run per (scenario, customer, entity).
+    sa.Index(
+        "uq_scenario_runs_live",
+        "scenario_id",
+        "customer_id",
+        "entity_key",
+        unique=True,
+        postgresql_where=sa.text("status IN ('active', 'waiting')"),
+        sqlite_where=sa.text("status IN ('active', 'waiting')"),
+    ),
+)
+
+# What happened at each step of each run: the per-step statistics and the diagram's
+# figures are counts over this log.
+scenario_step_log = sa.Table(
+    "scenario_step_log",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BigID, nullable=False, index=True),
+    sa.Column("scenario_id", BigID, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("step", sa.String(64), nullable=False),
+    # entered | sent | skipped | deferred | waiting | then | else | <split path> | control
+    # | done | exited | converted | failed
+    sa.Column("outcome", sa.String(100), nullable=False),
+    sa.Column("reason", sa.String(300), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_scenario_step_log_stats", "scenario_id", "step", "outcome"),
+)
+
+# Tasks for account managers, created by scenario actions ("call this customer").
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", BigID, nullable=False, index=True),
+    sa.Column("scenario_id", BigID, nullable=True),
+    sa.Column("run_id", BigID, nullable=True),
+    sa.Column("title", sa.String(500), nullable=False),
+    # open | done
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("assignee", sa.String(200), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("done_at", UTCDateTime, nullable=True),
+)
