@@ -1,0 +1,361 @@
+"""Executing steps: a run moves through instant steps until it waits or ends.
+
+Each step kind is a small function. A send consults the communication policy, composes
+the message and puts it in the outbox under the key ``run:{run}:step:{step}`` (with the
+visit number when a loop returns to a step), in the caller's transaction. What the policy
+refused is enqueued as a skipped row with its reason, so it is on the card's timeline like
+every other message status. Actions that need parts other issues provide (loyalty points,
+coupons) go through :class:`Hooks`; without them the step is logged as skipped, with the
+reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+
+from rapport.customers.edit import patch_customer
+from rapport.messaging.compose import Origin, Tracking, compose
+from rapport.messaging.outbox import CLICKED, DELIVERED, OPENED, Event, QueuedMessage, enqueue
+from rapport.messaging.policy import Decision, decide
+from rapport.messaging.templates.store import StoredTemplate, get_template
+from rapport.scenarios.model import Scenario, Step
+from rapport.scenarios.runs import Run, end
+from rapport.scenarios.store import resolve_segment, resolve_template
+from rapport.segments.evaluator import evaluate
+from rapport.store.tables import customers, events, tasks
+
+MAX_STEPS_PER_TICK = 100
+OUTCOME_EVENTS = {"delivered": DELIVERED, "opened": OPENED, "clicked": CLICKED}
+
+
+class Recorder(Protocol):
+    """What list actions need from the pipeline (adding a member records an event)."""
+
+    def record(
+        self, conn: sa.Connection, customer_id: int, name: str, properties: dict[str, Any]
+    ) -> None: ...
+
+
+class Hooks(Protocol):
+    """Loyalty actions; the loyalty programme implements them."""
+
+    def add_points(
+        self, conn: sa.Connection, customer_id: int, points: int, key: str, now: datetime
+    ) -> list[Event]: ...
+
+    def issue_coupon(
+        self, conn: sa.Connection, customer_id: int, series: str, key: str, now: datetime
+    ) -> tuple[str, list[Event]]: ...
+
+
+# (conn, customer ids, channel, now, transactional) → the policy's decision per customer
+Decide = Callable[[sa.Connection, list[int], str, datetime, bool], dict[int, Decision]]
+
+
+def policy_decide(
+    conn: sa.Connection, ids: list[int], channel: str, now: datetime, transactional: bool
+) -> dict[int, Decision]:
+    """The global communication policy (messaging/policy.py)."""
+    return decide(conn, ids, channel, now, "transactional" if transactional else "marketing")
+
+
+@dataclass
+class StepContext:
+    """What steps need from outside the scenario: links, policy, list events, loyalty."""
+
+    tracking: Callable[[], Tracking] = lambda: Tracking(None)
+    decide: Decide = policy_decide
+    recorder: Recorder | None = None
+    hooks: Hooks | None = None
+    _templates: dict[int, StoredTemplate] = field(default_factory=dict)
+
+    def template(self, conn: sa.Connection, ref: int | str) -> StoredTemplate | None:
+        tid = resolve_template(conn, ref)
+        if tid is None:
+            return None
+        return get_template(conn, tid)
+
+
+def advance(
+    conn: sa.Connection, ctx: StepContext, scenario: Scenario, run: Run, now: datetime
+) -> list[Event]:
+    """Run instant steps from ``run.step`` until the run waits or ends."""
+    events: list[Event] = []
+    for _ in range(MAX_STEPS_PER_TICK):
+        if run.status != "active":
+            return events
+        if run.step is None or run.step not in scenario.steps:
+            end(run, "done", "end of scenario")
+            return events
+        step = scenario.steps[run.step]
+        visits = run.context.setdefault("visits", {})
+        visits[step.id] = visits.get(step.id, 0) + 1
+        target, stop = _execute(conn, ctx, scenario, run, step, now, events)
+        run.step = target
+        if stop:  # a wait (a trailing one still waits; the run ends when it wakes)
+            return events
+    end(run, "failed", f"more than {MAX_STEPS_PER_TICK} steps without a wait")
+    return events
+
+
+def _execute(
+    conn: sa.Connection,
+    ctx: StepContext,
+    scenario: Scenario,
+    run: Run,
+    step: Step,
+    now: datetime,
+    events: list[Event],
+) -> tuple[str | None, bool]:
+    """(the next step, whether the run stops here for now)."""
+    after = scenario.following(step.id)
+    if step.exit:
+        end(run, "done", "exit step")
+        return None, True
+    if step.send is not None:
+        events.extend(_send(conn, ctx, scenario, run, step, now))
+        return after, False
+    if step.wait is not None:
+        return _wait(conn, scenario, run, step, now)
+    if step.branch is not None:
+        branch = step.branch
+        if step.id in scenario.rules:
+            taken = bool(evaluate(conn, scenario.rules[step.id], [run.customer_id], now))
+        else:
+            taken = _outcome(conn, run, branch.step or "", branch.outcome or "")
+        run.note(step.id, "then" if taken else "else")
+        return ((branch.then if taken else branch.else_) or after), False
+    if step.split is not None:
+        path = _split(scenario, run, step)
+        if path is None:
+            end(run, "control", "control group")
+            return None, True
+        run.note(step.id, path.name)
+        run.context.setdefault("paths", {})[step.id] = path.name
+        return (path.next or after), False
+    if step.action is not None:
+        events.extend(_act(conn, ctx, run, step, now))
+        return after, False
+    raise AssertionError(f"step {step.id} has no kind")
+
+
+def message_key(run: Run, step_id: str) -> str:
+    visit = run.context.get("visits", {}).get(step_id, 1)
+    key = f"run:{run.id}:step:{step_id}"
+    return key if visit <= 1 else f"{key}:{visit}"
+
+
+def _send(
+    conn: sa.Connection, ctx: StepContext, scenario: Scenario, run: Run, step: Step, now: datetime
+) -> list[Event]:
+    assert step.send is not None
+    send = step.send
+    key = message_key(run, step.id)
+    run.context.setdefault("sent", {})[step.id] = key
+    template = ctx.template(conn, send.template)
+    origin = Origin(
+        scenario_id=run.scenario_id, step=step.id, variant=run.context.get("paths", {}).get("ab")
+    )
+    if template is None:
+        run.note(step.id, "skipped", f"template {send.template!r} no longer exists")
+        return []
+    channel = send.channel or template.channel
+    decision = ctx.decide(conn, [run.customer_id], channel, now, send.transactional)[
+        run.customer_id
+    ]
+    trigger = run.context.get("event") or run.context.get("trigger") or {}
+    if not decision.allowed:
+        message = QueuedMessage(
+            idempotency_key=key,
+            channel=channel,
+            recipient="",
+            body_text="",
+            customer_id=run.customer_id,
+            template_id=template.id,
+            scenario_id=run.scenario_id,
+            step=step.id,
+            skip_reason=decision.reason or "policy",
+        )
+        run.note(step.id, "skipped", decision.reason)
+    else:
+        message = compose(
+            conn,
+            template,
+            run.customer_id,
+            key=key,
+            now=now,
+            tracking=ctx.tracking(),
+            origin=origin,
+            channel=channel,
+            event=trigger,
+            send_at=decision.send_at,
+        )
+        if message.skip_reason is not None:
+            run.note(step.id, "skipped", message.skip_reason)
+        elif decision.send_at is not None and decision.send_at > now:
+            run.note(step.id, "deferred", f"until {decision.send_at.isoformat()}")
+        else:
+            run.note(step.id, "sent")
+    return enqueue(conn, [message], now)
+
+
+def _wait(
+    conn: sa.Connection, scenario: Scenario, run: Run, step: Step, now: datetime
+) -> tuple[str | None, bool]:
+    wait = step.wait
+    assert wait is not None
+    after = scenario.following(step.id)
+    if wait.duration is not None:
+        run.wake_at = now + wait.duration.delta
+        run.note(step.id, "waiting")
+        return after, True
+    if wait.until_window is not None:
+        at = _next_in_window(conn, run.customer_id, wait.until_window, now)
+        if at <= now:
+            return after, False
+        run.wake_at = at
+        run.note(step.id, "waiting", f"until {at.isoformat()}")
+        return after, True
+    assert wait.event is not None and wait.timeout is not None
+    run.status = "waiting"
+    run.waiting_event = wait.event
+    run.wake_at = now + wait.timeout.delta
+    run.note(step.id, "waiting", wait.event)
+    return step.id, True
+
+
+def _next_in_window(conn: sa.Connection, customer_id: int, window: str, now: datetime) -> datetime:
+    """Now if the customer's local time is inside ``HH:MM-HH:MM``, else the window's next
+    start, in UTC. A window that wraps midnight (21:00-09:00) is allowed."""
+    tz_name = conn.execute(
+        sa.select(customers.c.timezone).where(customers.c.id == customer_id)
+    ).scalar_one_or_none()
+    try:
+        zone = ZoneInfo(tz_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    start_s, end_s = window.split("-")
+    start = time(int(start_s[:2]), int(start_s[3:]))
+    stop = time(int(end_s[:2]), int(end_s[3:]))
+    local = now.astimezone(zone)
+    t = local.time()
+    inside = start <= t < stop if start < stop else (t >= start or t < stop)
+    if inside:
+        return now
+    day = local.date() if t < start else local.date() + timedelta(days=1)
+    return datetime.combine(day, start, zone).astimezone(now.tzinfo)
+
+
+def _outcome(conn: sa.Connection, run: Run, step_id: str, outcome: str) -> bool:
+    """Did the message an earlier send step queued reach ``outcome`` (opened, …)?"""
+    key = run.context.get("sent", {}).get(step_id)
+    if key is None:
+        return False
+    name = OUTCOME_EVENTS[outcome]
+    rows = conn.execute(
+        sa.select(events.c.properties).where(
+            events.c.customer_id == run.customer_id,
+            events.c.name == name,
+            events.c.occurred_at >= run.started_at,
+        )
+    ).scalars()
+    return any((props or {}).get("message_id") == key for props in rows)
+
+
+def _bucket(*parts: object) -> float:
+    """A stable number in [0, 100) for the parts: the same customer always splits alike."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+def _split(scenario: Scenario, run: Run, step: Step) -> Any:
+    split = step.split
+    assert split is not None
+    point = _bucket("split", run.scenario_id, step.id, run.customer_id)
+    if point < split.control:
+        return None
+    total = sum(p.weight for p in split.paths)
+    at = (point - split.control) / (100 - split.control) * total
+    for path in split.paths:
+        if at < path.weight:
+            return path
+        at -= path.weight
+    return split.paths[-1]
+
+
+def _act(conn: sa.Connection, ctx: StepContext, run: Run, step: Step, now: datetime) -> list[Event]:
+    action = step.action
+    assert action is not None
+    kind = action.kind
+    key = message_key(run, step.id)
+    cid = run.customer_id
+    if kind == "set_attribute":
+        assert action.set_attribute is not None
+        patch_customer(conn, cid, dict(action.set_attribute), now)
+        run.note(step.id, "done", kind)
+        fields = sorted(action.set_attribute)
+        return [
+            (cid, "Profile Updated", {"fields": fields, "source": f"scenario:{run.scenario_id}"})
+        ]
+    if kind in ("add_points", "issue_coupon"):
+        if ctx.hooks is None:
+            run.note(step.id, "skipped", "no loyalty programme")
+            return []
+        if kind == "add_points":
+            assert action.add_points is not None
+            found = ctx.hooks.add_points(conn, cid, action.add_points, key, now)
+        else:
+            assert action.issue_coupon is not None
+            code, found = ctx.hooks.issue_coupon(conn, cid, action.issue_coupon, key, now)
+            run.context.setdefault("coupons", {})[step.id] = code
+        run.note(step.id, "done", kind)
+        return found
+    if kind == "webhook":
+        assert action.webhook is not None
+        body = {"scenario_id": run.scenario_id, "run_id": run.id, "customer_id": cid}
+        message = QueuedMessage(
+            idempotency_key=key,
+            channel="webhook",
+            recipient=action.webhook,
+            body_text="",
+            customer_id=cid,
+            scenario_id=run.scenario_id,
+            step=step.id,
+            data={"payload": body},
+        )
+        run.note(step.id, "done", kind)
+        return enqueue(conn, [message], now)
+    if kind in ("add_to_list", "remove_from_list"):
+        from rapport.segments.lists import add_members, get_list, remove_members
+
+        ref = action.add_to_list if kind == "add_to_list" else action.remove_from_list
+        list_id = resolve_segment(conn, ref) if ref is not None else None
+        if list_id is None or ctx.recorder is None:
+            run.note(step.id, "skipped", f"list {ref!r} not available")
+            return []
+        lst = get_list(conn, list_id)
+        change = add_members if kind == "add_to_list" else remove_members
+        change(conn, ctx.recorder, lst, [cid], now)  # type: ignore[arg-type]
+        run.note(step.id, "done", kind)
+        return []
+    if kind == "task":
+        conn.execute(
+            tasks.insert().values(
+                customer_id=cid,
+                scenario_id=run.scenario_id,
+                run_id=run.id,
+                title=action.task,
+                status="open",
+                created_at=now,
+            )
+        )
+        run.note(step.id, "done", kind)
+        return [(cid, "Task Created", {"title": action.task, "scenario_id": str(run.scenario_id)})]
+    raise AssertionError(kind)
