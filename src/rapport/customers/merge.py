@@ -1,9 +1,10 @@
 """Merging two profiles of one person into one.
 
 The survivor keeps its own attribute values; the other profile fills only what the survivor
-lacks. Events, orders, carts, identities, counters and consents move over (for a consent,
-the most recent decision wins). The merged profile keeps its row, pointing at the
-survivor, so its old id still resolves; the merge is recorded with what moved.
+lacks. Events, orders, carts, identities, counters, consents, push subscriptions and
+linked Telegram chats move over (for a consent, the most recent decision wins). The merged
+profile keeps its row, pointing at the survivor, so its old id still resolves; the merge
+is recorded with what moved.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from rapport.store.tables import (
     events,
     identities,
     orders,
+    push_subscriptions,
     segment_members,
+    telegram_chats,
 )
 
 _MIN_COLUMNS = ("first_seen_at", "first_order_at")
@@ -73,6 +76,7 @@ def merge_customers(
         {"s": survivor, "l": loser},
     )
     conn.execute(customer_groups.delete().where(customer_groups.c.customer_id == loser))
+    _move_addresses(conn, survivor, loser)
 
     values: dict[str, Any] = {"updated_at": now}
     for col in PROFILE_COLUMNS:
@@ -191,6 +195,15 @@ def _merge_memberships(conn: sa.Connection, survivor: int, loser: int, now: date
     conn.execute(
         segment_members.update().where(sm.customer_id == loser).values(customer_id=survivor)
     )
+
+
+def _move_addresses(conn: sa.Connection, survivor: int, loser: int) -> None:
+    """Push subscriptions and linked Telegram chats are where the person is reached: they
+    follow the person. Endpoints and chat ids are unique, so nothing can collide."""
+    for table in (push_subscriptions, telegram_chats):
+        conn.execute(
+            table.update().where(table.c.customer_id == loser).values(customer_id=survivor)
+        )
 
 
 def _merge_consents(conn: sa.Connection, survivor: int, loser: int) -> None:
