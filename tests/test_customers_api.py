@@ -623,3 +623,48 @@ def test_delete_erases_personal_data_and_keeps_aggregates(api: Api, engine: sa.E
     assert new and new != [cid]
     assert api.card(new[0])["computed"]["orders_count"] == 0
     assert len(live_customers(engine)) == 3
+
+
+def test_erasure_removes_message_addresses_and_content(api: Api, engine: sa.Engine) -> None:
+    from rapport.messaging.outbox import QueuedMessage, enqueue
+    from rapport.store.engine import writing
+    from rapport.store.tables import outbox, push_subscriptions, telegram_chats
+    from tests.conftest import T0
+
+    api.send("identify", userId="u9", traits={"email": "zoe@example.com"})
+    cid = api.find(user_id="u9")[0]
+    now = T0
+    with writing(engine) as conn:
+        conn.execute(
+            push_subscriptions.insert().values(
+                customer_id=cid,
+                kind="fcm",
+                endpoint="tok-1",
+                keys={},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(telegram_chats.insert().values(chat_id="42", customer_id=cid, linked_at=now))
+        enqueue(
+            conn,
+            [
+                QueuedMessage(
+                    idempotency_key=k,
+                    channel="email",
+                    recipient="zoe@example.com",
+                    body_text="Hi Zoe",
+                    customer_id=cid,
+                    subject="Zoe",
+                )
+                for k in ("m1", "m2")
+            ],
+            now,
+        )
+        conn.execute(outbox.update().where(outbox.c.idempotency_key == "m1").values(status="sent"))
+    api.call("DELETE", f"/api/customers/{cid}")
+    with engine.connect() as conn:
+        assert count(engine, push_subscriptions) == 0 and count(engine, telegram_chats) == 0
+        rows = {r.idempotency_key: r for r in conn.execute(sa.select(outbox))}
+    assert rows["m1"].status == "sent" and rows["m2"].status == "skipped"
+    assert all(r.recipient == "" and r.body_text == "" and r.subject is None for r in rows.values())

@@ -26,7 +26,10 @@ from rapport.store.tables import (
     identities,
     order_lines,
     orders,
+    outbox,
+    push_subscriptions,
     segment_members,
+    telegram_chats,
 )
 
 
@@ -91,6 +94,29 @@ def erase_customer(conn: sa.Connection, customer_id: int, now: datetime) -> list
     conn.execute(identities.delete().where(identities.c.customer_id.in_(ids)))
     conn.execute(consents.delete().where(consents.c.customer_id.in_(ids)))
     conn.execute(customer_groups.delete().where(customer_groups.c.customer_id.in_(ids)))
+    # Where messages reached them: push tokens, browser subscriptions, Telegram chats.
+    conn.execute(push_subscriptions.delete().where(push_subscriptions.c.customer_id.in_(ids)))
+    conn.execute(telegram_chats.delete().where(telegram_chats.c.customer_id.in_(ids)))
+    # Messages keep their status for the statistics, not their address or content; those
+    # not sent yet will not be.
+    conn.execute(
+        outbox.update()
+        .where(outbox.c.customer_id.in_(ids), outbox.c.status.in_(("queued", "failed")))
+        .values(status="skipped", last_error="customer erased", updated_at=now)
+    )
+    conn.execute(
+        outbox.update()
+        .where(outbox.c.customer_id.in_(ids))
+        .values(
+            recipient="",
+            subject=None,
+            body_text="",
+            body_html=None,
+            headers={},
+            data={},
+            fallback=[],
+        )
+    )
     conn.execute(
         segment_members.update()
         .where(segment_members.c.customer_id.in_(ids), segment_members.c.until.is_(None))
