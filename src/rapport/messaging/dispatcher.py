@@ -8,8 +8,9 @@ One tick is three steps, so that no database transaction stays open across netwo
    are picked with ``FOR UPDATE SKIP LOCKED``, so any number of dispatchers share the
    queue without waiting for or double-claiming each other's rows; on SQLite the write
    transaction is ``BEGIN IMMEDIATE`` (one writer at a time) and the UPDATE re-checks that
-   the row is still due. Rows whose customer unsubscribed from the channel meanwhile are
-   not sent.
+   the row is still due. Rows whose customer unsubscribed from the channel meanwhile, or
+   whose address is on the suppression list (a hard bounce, a complaint, an operator's
+   block), are not sent: they become ``skipped`` and their fallback chain moves on.
 2. **send**: each channel's batch goes to its backend; channels go concurrently.
 3. **finish** (one transaction): each row we still hold the lease on becomes ``sent``,
    ``rejected``, ``failed`` (retry later, exponential backoff with jitter) or ``dead`` (no
@@ -60,6 +61,7 @@ from rapport.messaging.outbox import (
     outgoing,
     unsubscribed,
 )
+from rapport.messaging.suppressions import suppressed_reasons
 from rapport.store.engine import writing
 from rapport.store.tables import outbox
 
@@ -197,11 +199,15 @@ class Dispatcher:
             for channel, limit in limits.items():
                 rows += claim_due(conn, channel, limit, now, self.worker_id, now + self.lease)
             said_no = unsubscribed(conn, rows)
+            blocked = suppressed_reasons(conn, rows)
         for row in sorted(rows, key=lambda r: r.id):
             if row.attempts > self.retry.max_attempts:
                 claim.decided.append((row, Outcome("exhausted", error=_EXHAUSTED)))
             elif (row.customer_id, row.channel) in said_no:
                 reason = f"unsubscribed from {row.channel}"
+                claim.decided.append((row, Outcome("skipped", error=reason)))
+            elif row.id in blocked:
+                reason = f"suppressed: {blocked[row.id]}"
                 claim.decided.append((row, Outcome("skipped", error=reason)))
             else:
                 claim.to_send.setdefault(row.channel, []).append(row)

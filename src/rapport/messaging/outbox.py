@@ -10,7 +10,8 @@ Status of a row::
 
     queued ──claim──► sending ──► sent
       ▲                  │ ├────► rejected   (permanent; fallback chain continues)
-      │                  │ └────► skipped    (unsubscribed meanwhile; fallback continues)
+      │                  │ └────► skipped    (unsubscribed or suppressed meanwhile;
+      │                  │                      fallback continues)
       └── failed ◄───────┘ failed, attempts left (retried at next_attempt_at)
                          └──────► dead       (no attempts left; fallback continues)
 
