@@ -1,0 +1,214 @@
+"""One chunk of a campaign send: the policy for the whole chunk, one message per customer.
+
+The policy answers for the chunk in a few queries. Each allowed customer's message is
+composed from their variant's template; a refused one is still written to the outbox, as
+``skipped`` with the reason, so the decision is on the card and the fallback chain (each
+entry rendered from its own channel's template, and only for channels the policy allows
+and the customer can be reached on) still runs. Due times come from the campaign's start
+or the customer's local hour, then quiet hours, then the throttle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.messaging.campaign_throttle import Throttle
+from rapport.messaging.campaigns import Campaign
+from rapport.messaging.compose import Origin, Tracking, compose
+from rapport.messaging.outbox import Event, Fallback, QueuedMessage, enqueue
+from rapport.messaging.policy import (
+    Decision,
+    Policy,
+    Reachable,
+    customer_facts,
+    decide,
+    next_local_hour,
+    zone_of,
+)
+from rapport.messaging.templates.store import StoredTemplate, TemplateNotFound, get_template
+from rapport.store.tables import campaign_audience
+
+
+def message_key(campaign_id: int, customer_id: int) -> str:
+    return f"campaign:{campaign_id}:customer:{customer_id}"
+
+
+@dataclass
+class Run:
+    """What one send run keeps between chunks: the policy, the throttle, the templates
+    (each read once per run, not once per customer)."""
+
+    campaign: Campaign
+    now: datetime
+    tracking: Tracking
+    policy: Policy
+    throttle: Throttle | None
+    templates: dict[int, StoredTemplate | None] = field(default_factory=dict)
+
+    def template(self, conn: sa.Connection, template_id: int) -> StoredTemplate | None:
+        if template_id not in self.templates:
+            try:
+                self.templates[template_id] = get_template(conn, template_id)
+            except TemplateNotFound:
+                self.templates[template_id] = None
+        return self.templates[template_id]
+
+
+def _planned(run: Run, facts: Mapping[int, Reachable], ids: list[int]) -> dict[int, datetime]:
+    """When each message is meant to arrive: the start, or the local hour after it."""
+    c = run.campaign
+    start = c.started_at or run.now
+    if c.local_hour is None:
+        return dict.fromkeys(ids, start)
+    default = run.policy.default_timezone
+    return {
+        cid: next_local_hour(
+            start, c.local_hour, zone_of(getattr(facts.get(cid), "timezone", None), default)
+        )
+        for cid in ids
+    }
+
+
+def _address(facts: Mapping[int, Reachable], cid: int, channel: str) -> str | None:
+    """The e-mail or phone already read for the policy, saving compose a query; None lets
+    compose look the address up (the other channels, a customer without one)."""
+    found = facts.get(cid)
+    if found is None:
+        return None
+    return {"email": found.email, "sms": found.phone}.get(channel) or None
+
+
+def _fallbacks(
+    run: Run,
+    conn: sa.Connection,
+    cid: int,
+    key: str,
+    origin: Origin,
+    allowed: list[dict[int, Decision]],
+    facts: Mapping[int, Reachable],
+) -> tuple[Fallback, ...]:
+    """The chain for one customer: each fallback channel the policy allows and the customer
+    can be reached on, rendered from that channel's own template."""
+    chain: list[Fallback] = []
+    for spec, decisions in zip(run.campaign.fallback, allowed, strict=True):
+        if not decisions[cid].allowed:
+            continue
+        tpl = run.template(conn, int(spec["template_id"]))
+        if tpl is None:
+            continue
+        channel = str(spec["channel"])
+        msg = compose(
+            conn,
+            tpl,
+            cid,
+            key=f"{key}:fallback:{channel}",
+            now=run.now,
+            tracking=run.tracking,
+            origin=origin,
+            channel=channel,
+            recipient=_address(facts, cid, channel),
+        )
+        if msg.skip_reason is not None:
+            continue
+        # Empty rather than None, so nothing of the first channel's content is inherited.
+        chain.append(
+            Fallback(
+                channel,
+                msg.recipient,
+                subject=msg.subject or "",
+                body_text=msg.body_text,
+                body_html=msg.body_html or "",
+                data=dict(msg.data),
+            )
+        )
+    return tuple(chain)
+
+
+def compose_chunk(
+    run: Run, conn: sa.Connection, rows: list[Any]
+) -> tuple[list[QueuedMessage], list[Event]]:
+    """Policy, compose and enqueue for these audience rows; mark them queued or skipped."""
+    c = run.campaign
+    ids = [int(r.customer_id) for r in rows]
+    facts = customer_facts(conn, ids)
+    planned = _planned(run, facts, ids)
+    decisions = decide(
+        conn, ids, c.channel, run.now, c.priority, at=planned, policy=run.policy, facts=facts
+    )
+    fallback_decisions = [
+        decide(conn, ids, str(f["channel"]), run.now, c.priority, policy=run.policy, facts=facts)
+        for f in c.fallback
+    ]
+    by_name = {str(v["name"]): int(v["template_id"]) for v in c.variants}
+    messages: list[QueuedMessage] = []
+    for row in rows:
+        cid, variant = int(row.customer_id), str(row.variant)
+        key = message_key(c.id, cid)
+        origin = Origin(campaign_id=c.id, variant=variant)
+        template_id = by_name.get(variant)
+        tpl = None if template_id is None else run.template(conn, template_id)
+        chain = _fallbacks(run, conn, cid, key, origin, fallback_decisions, facts)
+        decision = decisions[cid]
+        reason = decision.reason
+        if decision.allowed and tpl is None:
+            reason = f"template {template_id} was deleted"
+        if reason is not None or tpl is None:
+            messages.append(
+                QueuedMessage(
+                    idempotency_key=key,
+                    channel=c.channel,
+                    recipient="",
+                    body_text="",
+                    customer_id=cid,
+                    campaign_id=c.id,
+                    template_id=template_id,
+                    variant=variant,
+                    fallback=chain,
+                    skip_reason=reason,
+                )
+            )
+            continue
+        msg = compose(
+            conn,
+            tpl,
+            cid,
+            key=key,
+            now=run.now,
+            tracking=run.tracking,
+            origin=origin,
+            fallback=chain,
+            recipient=_address(facts, cid, c.channel),
+        )
+        if msg.skip_reason is None:
+            due = planned[cid]
+            if decision.send_at is not None:
+                due = max(due, decision.send_at)
+            if run.throttle is not None:
+                due = run.throttle.take(due, run.now)
+            msg = replace(msg, send_at=due if due > run.now else None)
+        messages.append(msg)
+    events = enqueue(conn, messages, run.now)
+    a = campaign_audience.c
+    conn.execute(
+        campaign_audience.update()
+        .where(a.campaign_id == c.id, a.customer_id == sa.bindparam("b_cid"))
+        .values(
+            status=sa.bindparam("b_status"),
+            reason=sa.bindparam("b_reason"),
+            updated_at=run.now,
+        ),
+        [
+            {
+                "b_cid": m.customer_id,
+                "b_status": "skipped" if m.skip_reason is not None else "queued",
+                "b_reason": None if m.skip_reason is None else m.skip_reason[:200],
+            }
+            for m in messages
+        ],
+    )
+    return messages, events

@@ -1,0 +1,423 @@
+"""The communication policy: may this customer get this message on this channel, and when.
+
+One policy covers every sender (campaigns now, scenario steps next), so a customer in
+three campaigns and two scenarios still gets no more than the operator allows. DESIGN.md
+places the policy under ``scenarios/``; it lives here because campaigns in ``messaging``
+need it and ``scenarios`` imports ``messaging``, never the other way round.
+
+Rules, checked in this order (the first that says no is the reason):
+
+1. **Suppression** — an address that hard-bounced or complained is never sent to.
+2. **Consent** — ``unsubscribed`` always blocks; with ``require_consent`` (the default for
+   every customer channel) only ``subscribed`` allows a marketing message, so an absent or
+   ``pending`` (double opt-in not confirmed) decision blocks too.
+3. **Frequency caps** — at most N messages per customer per D days on a channel, and
+   optionally across all channels, counted from the outbox rows created in the window
+   that were not skipped.
+4. **Quiet hours** — inside the window (customer's timezone) a message is not refused
+   but delayed to the window's end: ``Decision.send_at``.
+
+A ``transactional`` message (an order confirmation, a password reset) bypasses caps,
+quiet hours and the consent requirement, but not an explicit ``unsubscribed`` (the
+dispatcher enforces that at send time anyway) nor a suppressed address.
+
+:func:`decide` answers for a whole batch in a handful of queries, independent of its size:
+campaigns call it for a thousand customers at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rapport.errors import InvalidInput, Problem
+from rapport.messaging.channels.base import CHANNELS
+from rapport.messaging.suppressions import is_suppressed
+from rapport.segments.config import read_setting, write_setting
+from rapport.store.tables import consents, customers, outbox, telegram_chats
+
+SETTING = "policy"
+PRIORITIES = ("marketing", "transactional")
+Priority = Literal["marketing", "transactional"]
+Channel = Literal["email", "sms", "push", "webpush", "telegram", "webhook"]  # base.CHANNELS
+# Channels that reach a person; a webhook goes to a system and needs no consent.
+CUSTOMER_CHANNELS = ("email", "sms", "push", "webpush", "telegram")
+# Channels that interrupt (a phone buzzes); an e-mail waits in the inbox until it is read.
+INTERRUPTING = ("sms", "push", "webpush", "telegram")
+_IN_BATCH = 5000  # ids per IN list: far below both stores' limits on bound parameters
+
+
+class Cap(BaseModel):
+    """At most ``max_messages`` per customer in any ``days``-day window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_messages: int = Field(ge=1, le=10_000)
+    days: int = Field(ge=1, le=365)
+
+
+class ChannelRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    require_consent: bool = True
+    cap: Cap | None = None
+
+
+class QuietHours(BaseModel):
+    """A nightly window, e.g. 21:00–09:00; it may cross midnight but not be empty."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: time
+    end: time
+    channels: list[str] = Field(default_factory=lambda: list(INTERRUPTING))
+
+    @field_validator("channels")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in CHANNELS:
+                raise ValueError(f"unknown channel {name!r} (one of {', '.join(CHANNELS)})")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end are the same: the window would be empty")
+        return self
+
+
+class Policy(BaseModel):
+    """What ``app_settings['policy']`` holds; every field has a safe default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[Channel, ChannelRules] = Field(default_factory=dict)
+    global_cap: Cap | None = None
+    quiet_hours: QuietHours | None = None
+    # For customers whose card has no (valid) timezone.
+    default_timezone: str = "UTC"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if _zone(value) is None:
+            raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Moscow'")
+        return value
+
+    def rules(self, channel: str) -> ChannelRules:
+        found = next((r for name, r in self.channels.items() if name == channel), None)
+        if found is not None:
+            return found
+        return ChannelRules(require_consent=channel in CUSTOMER_CHANNELS)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``allowed`` False comes with the ``reason``; ``send_at`` delays an allowed message."""
+
+    allowed: bool
+    reason: str | None = None
+    send_at: datetime | None = None
+
+
+ALLOW = Decision(True)
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """A validation error's location as the API writes it: ``variants[1].weight``."""
+    out = ""
+    for part in loc:
+        if part == "[key]":  # pydantic's marker for a bad dictionary key: the key is the place
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_policy(doc: Any) -> Policy:
+    """Validate a policy document; InvalidInput names each bad field."""
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as exc:
+        raise InvalidInput(
+            [
+                Problem(field_path(e["loc"]) or "policy", e["msg"].removeprefix("Value error, "))
+                for e in exc.errors()
+            ]
+        ) from None
+
+
+def load_policy(conn: sa.Connection) -> Policy:
+    stored = read_setting(conn, SETTING)
+    return Policy() if stored is None else Policy.model_validate(stored)
+
+
+def save_policy(conn: sa.Connection, doc: Any, now: datetime) -> Policy:
+    policy = parse_policy(doc)
+    write_setting(conn, SETTING, policy.model_dump(mode="json"), now)
+    return policy
+
+
+# -- helpers shared with campaigns ----------------------------------------------------
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def zone_of(name: str | None, default: str = "UTC") -> ZoneInfo:
+    """The customer's zone; the default for a missing or unknown one."""
+    return _zone(name) or _zone(default) or ZoneInfo("UTC")
+
+
+def _batches(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _IN_BATCH):
+        yield list(ids[start : start + _IN_BATCH])
+
+
+@dataclass(frozen=True)
+class Reachable:
+    """What the policy needs to know of one customer: timezone and contact columns."""
+
+    timezone: str | None
+    email: str | None
+    phone: str | None
+
+
+def customer_facts(conn: sa.Connection, ids: Sequence[int]) -> dict[int, Reachable]:
+    """Live customers among ``ids`` (merged and erased profiles are left out)."""
+    c = customers.c
+    found: dict[int, Reachable] = {}
+    for part in _batches(ids):
+        rows = conn.execute(
+            sa.select(c.id, c.timezone, c.email, c.phone).where(
+                c.id.in_(part), c.merged_into.is_(None), c.erased_at.is_(None)
+            )
+        )
+        for row in rows:
+            found[int(row.id)] = Reachable(row.timezone, row.email, row.phone)
+    return found
+
+
+def quiet_until(moment: datetime, window: QuietHours, zone: ZoneInfo) -> datetime | None:
+    """The end of the quiet window ``moment`` falls in (UTC), or None outside it."""
+    local = moment.astimezone(zone)
+    t = local.time().replace(tzinfo=None)
+    start, end = window.start, window.end
+    if start < end:
+        inside, end_day = start <= t < end, local.date()
+    elif t >= start:
+        inside, end_day = True, local.date() + timedelta(days=1)
+    else:
+        inside, end_day = t < end, local.date()
+    if not inside:
+        return None
+    return _local(end_day, end, zone)
+
+
+def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """A wall-clock time in ``zone`` as UTC.
+
+    A time a spring-forward change skips comes out an hour later (PEP 495, fold 0 takes
+    the offset before the change); a repeated autumn time is its first occurrence.
+    """
+    return datetime.combine(day, at).replace(tzinfo=zone).astimezone(UTC)
+
+
+def next_local_hour(after: datetime, hour: int, zone: ZoneInfo) -> datetime:
+    """The first ``hour``:00 in ``zone`` at or after ``after`` (UTC)."""
+    local = after.astimezone(zone)
+    for extra in range(3):
+        candidate = _local(local.date() + timedelta(days=extra), time(hour), zone)
+        if candidate >= after:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+# -- suppression ---------------------------------------------------------------------
+
+
+def suppressed_addresses(conn: sa.Connection, channel: str, addresses: Sequence[str]) -> set[str]:
+    """Which of ``addresses`` must never be sent to on ``channel``.
+
+    The one place the policy reads the suppression list (bounces, complaints, operator
+    blocks), kept behind this name so the policy does not depend on how that list is kept.
+    """
+    return is_suppressed(conn, channel, [a for a in addresses if a])
+
+
+def _addresses(
+    conn: sa.Connection, channel: str, facts: Mapping[int, Reachable]
+) -> dict[int, list[str]]:
+    """The addresses a message to each customer could go to on ``channel``."""
+    if channel == "email":
+        return {cid: [f.email] for cid, f in facts.items() if f.email}
+    if channel == "sms":
+        return {cid: [f.phone] for cid, f in facts.items() if f.phone}
+    if channel == "telegram" and facts:
+        out: dict[int, list[str]] = {}
+        for part in _batches(list(facts)):
+            rows = conn.execute(
+                sa.select(telegram_chats.c.customer_id, telegram_chats.c.chat_id).where(
+                    telegram_chats.c.customer_id.in_(part), telegram_chats.c.stopped_at.is_(None)
+                )
+            )
+            for cid, chat in rows:
+                out.setdefault(int(cid), []).append(str(chat))
+        return out
+    return {}
+
+
+# -- the decision --------------------------------------------------------------------
+
+
+def _consents(conn: sa.Connection, ids: Sequence[int], channel: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for part in _batches(ids):
+        rows = conn.execute(
+            sa.select(consents.c.customer_id, consents.c.status).where(
+                consents.c.channel == channel, consents.c.customer_id.in_(part)
+            )
+        )
+        out.update({int(cid): str(status) for cid, status in rows})
+    return out
+
+
+def recent_counts(
+    conn: sa.Connection,
+    ids: Sequence[int],
+    channel: str,
+    now: datetime,
+    channel_cap: Cap | None,
+    global_cap: Cap | None,
+) -> dict[int, tuple[int, int]]:
+    """(on this channel, on all channels) per customer, each in its cap's window, one query.
+
+    A row counts when it was created after ``now - days`` and was not skipped: the
+    customer got it, or will.
+    """
+    starts = [
+        now - timedelta(days=cap.days) for cap in (channel_cap, global_cap) if cap is not None
+    ]
+    if not starts:
+        return {}
+    o = outbox.c
+    one, zero = sa.literal(1), sa.literal(0)
+    on_channel: sa.ColumnElement[Any] = zero
+    if channel_cap is not None:
+        since = now - timedelta(days=channel_cap.days)
+        on_channel = sa.case((sa.and_(o.channel == channel, o.created_at > since), one), else_=zero)
+    everywhere: sa.ColumnElement[Any] = zero
+    if global_cap is not None:
+        since = now - timedelta(days=global_cap.days)
+        everywhere = sa.case((o.created_at > since, one), else_=zero)
+    out: dict[int, tuple[int, int]] = {}
+    for part in _batches(ids):
+        rows = conn.execute(
+            sa.select(o.customer_id, sa.func.sum(on_channel), sa.func.sum(everywhere))
+            .where(
+                o.customer_id.in_(part),
+                o.status != "skipped",
+                o.created_at > min(starts),
+                o.created_at <= now,
+            )
+            .group_by(o.customer_id)
+        )
+        out.update({int(cid): (int(a or 0), int(b or 0)) for cid, a, b in rows})
+    return out
+
+
+def decide(
+    conn: sa.Connection,
+    customer_ids: Sequence[int],
+    channel: str,
+    now: datetime,
+    priority: str = "marketing",
+    *,
+    at: Mapping[int, datetime] | None = None,
+    policy: Policy | None = None,
+    facts: Mapping[int, Reachable] | None = None,
+) -> dict[int, Decision]:
+    """A decision for every customer in ``customer_ids`` on ``channel``.
+
+    ``at`` gives the moment each message is planned for (a campaign's local hour), so
+    quiet hours are judged when the message would arrive; absent, ``now``. ``policy`` and
+    ``facts`` (from :func:`customer_facts`) may be passed by a caller that has them
+    already. A few queries for the whole batch, whatever its size.
+    """
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r} (one of {', '.join(PRIORITIES)})")
+    ids = list(dict.fromkeys(int(i) for i in customer_ids))
+    if not ids:
+        return {}
+    policy = policy or load_policy(conn)
+    rules = policy.rules(channel)
+    marketing = priority == "marketing"
+    facts = customer_facts(conn, ids) if facts is None else facts
+    out: dict[int, Decision] = {
+        cid: Decision(False, "customer does not exist") for cid in ids if cid not in facts
+    }
+    alive = [cid for cid in ids if cid in facts]
+
+    addresses = _addresses(conn, channel, facts)
+    blocked = suppressed_addresses(conn, channel, [a for v in addresses.values() for a in v])
+    if blocked:
+        for cid in alive:
+            if any(a in blocked for a in addresses.get(cid, ())):
+                out[cid] = Decision(False, f"{channel} address is suppressed")
+
+    if rules.require_consent or channel in CUSTOMER_CHANNELS:
+        status = _consents(conn, [c for c in alive if c not in out], channel)
+        for cid in alive:
+            if cid in out:
+                continue
+            said = status.get(cid)
+            if said == "unsubscribed":
+                out[cid] = Decision(False, f"unsubscribed from {channel}")
+            elif marketing and rules.require_consent and said != "subscribed":
+                what = "pending" if said == "pending" else "no"
+                out[cid] = Decision(False, f"{what} consent for {channel}")
+
+    if marketing and (rules.cap is not None or policy.global_cap is not None):
+        left = [c for c in alive if c not in out]
+        counts = recent_counts(conn, left, channel, now, rules.cap, policy.global_cap)
+        for cid in left:
+            mine, total = counts.get(cid, (0, 0))
+            if rules.cap is not None and mine >= rules.cap.max_messages:
+                cap = rules.cap
+                out[cid] = Decision(
+                    False, f"frequency cap: {cap.max_messages} {channel} per {cap.days} d"
+                )
+            elif policy.global_cap is not None and total >= policy.global_cap.max_messages:
+                cap = policy.global_cap
+                out[cid] = Decision(False, f"frequency cap: {cap.max_messages} per {cap.days} d")
+
+    quiet = policy.quiet_hours
+    for cid in alive:
+        if cid in out:
+            continue
+        if marketing and quiet is not None and channel in quiet.channels:
+            zone = zone_of(facts[cid].timezone, policy.default_timezone)
+            moment = (at or {}).get(cid) or now
+            until = quiet_until(max(moment, now), quiet, zone)
+            if until is not None:
+                out[cid] = Decision(True, send_at=until)
+                continue
+        out[cid] = ALLOW
+    return {cid: out[cid] for cid in ids}
