@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/segments.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/rfm_lifecycle.py
+	$(BIN)/python bench/send.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure
@@ -32,6 +33,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/segments.py --quick
 	$(BIN)/python bench/sweep.py --customers 20000
 	$(BIN)/python bench/rfm_lifecycle.py --quick
+	$(BIN)/python bench/send.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -82,8 +82,13 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def settings(engine: sa.Engine) -> Settings:
-    # No background sweeper: tests move the simulated clock and sweep explicitly.
-    return Settings(database_url=engine.url.render_as_string(hide_password=False), sweep_seconds=0)
+    # No background sweeper or dispatcher: tests move the simulated clock and run them.
+    return Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        sweep_seconds=0,
+        dispatch=False,
+        scenario_seconds=0,
+    )
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from rapport.scenarios.index import ScenarioIndex
 from rapport.scenarios.steps import StepContext
 from rapport.scenarios.store import create_scenario, set_status, update_scenario
 from rapport.store.engine import writing
-from rapport.store.tables import customers, outbox, scenario_runs, scenario_step_log
+from rapport.store.tables import customers, events, outbox, scenario_runs, scenario_step_log
 from tests.conftest import T0
 
 CART = """
@@ -223,3 +223,46 @@ def test_bad_scenarios_name_the_place(engine: sa.Engine) -> None:
         "scenario.steps[1].send.template",
         "scenario.steps[3].send.template",
     ]
+
+
+def test_through_the_pipeline_and_the_runner(
+    client,
+    write_key: str,
+    engine: sa.Engine,
+    app,
+    clock: SimulatedClock,  # type: ignore[no-untyped-def]
+) -> None:
+    from rapport.worker import ScenarioLoop
+    from tests.conftest import basic
+
+    _setup(engine, 0)
+    _scenario(
+        engine,
+        """
+name: welcome
+trigger: {event: Signed Up}
+exit_on: [{event: Order Completed}]
+steps:
+  - {id: hello, send: {template: cart}}
+  - {id: later, wait: {days: 1}}
+  - {id: again, send: {template: cart}}
+""",
+    )
+    traits = {"email": "new@example.com", "consents": {"email": "subscribed"}}
+    r = client.post(
+        "/v1/identify", json={"userId": "u1", "traits": traits}, headers=basic(write_key)
+    )
+    assert r.status_code == 200
+    r = client.post(
+        "/v1/track", json={"userId": "u1", "event": "Signed Up"}, headers=basic(write_key)
+    )
+    assert r.status_code == 200
+    assert _keys(engine) == ["run:1:step:hello"]  # queued before the call returned
+    loop = ScenarioLoop(app.state.pipeline)
+    clock.advance(timedelta(days=1, minutes=1))
+    assert loop.run_once() == 1
+    assert _keys(engine) == ["run:1:step:again", "run:1:step:hello"]
+    with engine.connect() as conn:
+        names = list(conn.execute(sa.select(events.c.name).order_by(events.c.id)).scalars())
+    assert "Scenario Entered" in names and names.count("Message Queued") == 2
+    assert names[-1] == "Scenario Exited"

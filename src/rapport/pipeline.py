@@ -2,7 +2,8 @@
 
 Every event, whatever its source, enters here: it is de-duplicated, its customer resolved,
 stored on the timeline, folded into the computed fields, and applied to carts, orders and
-views, all in one transaction. Later stages (segments, scenarios) hang off the same flow.
+views, all in one transaction. Later stages (segments, scenarios) hang off the same flow,
+and events partners subscribed to are queued for delivery in that transaction too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -24,6 +26,12 @@ from rapport.customers.timeline import existing_message_ids, store_events
 from rapport.ingest import ecommerce
 from rapport.ingest.identity import resolve
 from rapport.ingest.incoming import Incoming
+from rapport.messaging.compose import Tracking
+from rapport.messaging.event_subscriptions import SubscriptionIndex, notify
+from rapport.messaging.tracking import Links
+from rapport.scenarios.engine import Engine, Observed
+from rapport.scenarios.index import ScenarioIndex
+from rapport.scenarios.steps import StepContext
 from rapport.segments.lifecycle import EVENT as STAGE_EVENT
 from rapport.segments.lifecycle import update_stages
 from rapport.segments.membership import ENTERED, EXITED, SegmentIndex, Touched, refresh
@@ -46,6 +54,13 @@ class Pipeline:
         self.clock = clock or SystemClock()
         self.products = ProductCache()
         self.segment_index = SegmentIndex()
+        self.subscriptions = SubscriptionIndex()
+        # Public links for scenario messages (tracking, unsubscribe), asked for when a
+        # message is composed; a server or worker sets it, None sends plain messages.
+        self.links: Callable[[], Links | None] = lambda: None
+        self.scenarios = Engine(
+            ScenarioIndex(), StepContext(tracking=lambda: Tracking(self.links()), recorder=self)
+        )
 
     def ingest(self, batch: list[Incoming], *, retries: int = 3) -> IngestResult:
         """One transaction; retried when a concurrent writer claimed the same identifier."""
@@ -147,6 +162,9 @@ class Pipeline:
                 groups[(cid, msg.group_id)] = msg.traits
 
         store_events(conn, rows)
+        # Partners subscribed to these events get them through the outbox, queued in this
+        # transaction so a rolled-back batch sends nothing.
+        notify(conn, self.subscriptions.current(conn), rows, now)
         outcome = ecommerce.apply(conn, fresh, ids, now, self.products)
         for cid in outcome.orders_changed:
             changes.setdefault(cid, Changes()).orders_changed = True
@@ -166,7 +184,8 @@ class Pipeline:
         consent_changes: list[ConsentChange],
         now: datetime,
     ) -> None:
-        """What the stored batch sets in motion: lifecycle stages, then segment membership."""
+        """What the stored batch sets in motion: lifecycle stages, segment membership, then
+        scenarios (which see the batch's events and the segment moves they caused)."""
         touched: dict[int, Touched] = {}
         ordered = [c for c, ch in changes.items() if ch.orders_changed]
         stage_moves = update_stages(conn, ordered, now)
@@ -196,6 +215,11 @@ class Pipeline:
             self.record_many(
                 conn, [(m.customer_id, m.name, m.properties) for m in moves], react=False
             )
+        observed = [Observed(cid, m.name, m.properties) for m, cid in zip(fresh, ids, strict=True)]
+        observed += [Observed(m.customer_id, m.name, m.properties) for m in moves]
+        started = self.scenarios.react(conn, observed, now)
+        if started:  # message statuses and run entries/exits: no scenario reacts to them
+            self.record_many(conn, started, react=False)
 
     def record_many(
         self,

@@ -20,12 +20,20 @@ class Settings(BaseSettings):
     ingest_group_max_messages: int = 2000
     # Seconds between sweeps of time-dependent segments; 0 turns the sweeper off.
     sweep_seconds: float = 60.0
+    # Deliver the outbox through the channels configured in the store (``rapport serve``
+    # runs one dispatcher beside the API); off for API-only processes and the tests.
+    dispatch: bool = True
+    # Seconds between checks for scenario runs that are due; 0 turns the runner off.
+    scenario_seconds: float = 1.0
     # Where customers reach this server: tracking pixels, click redirects, unsubscribe and
     # preference links are built on it.
     public_url: str = "http://127.0.0.1:8000"
     # Signs tracking, unsubscribe and deep-link tokens. Unset, a random key is made once
     # and kept in the store (app_settings), so links stay valid across restarts.
     secret_key: str | None = None
+    # A Maildir the demo's mail catcher writes (``rapport demo mailcatcher``): when set, the
+    # server lists its messages at /mail. Unset in production: the pages have no login.
+    mail_catcher_dir: str | None = None
 
 
 def get_settings() -> Settings:

@@ -13,24 +13,41 @@ message statuses through it, in the transaction that changes the status.
 from __future__ import annotations
 
 import logging
+import math
+import queue
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.messaging.channels.base import Backend
+from rapport.access.signing import signing_key
+from rapport.errors import InvalidInput
+from rapport.messaging.backends import routes_from_config
+from rapport.messaging.campaign_send import SendReport, start_due_campaigns
+from rapport.messaging.channel_config import ChannelsConfig, dump, load_channels
+from rapport.messaging.channels.base import CHANNELS, Backend
+from rapport.messaging.compose import Tracking
+from rapport.messaging.delivery_reports import receipt_events
 from rapport.messaging.dispatcher import Dispatcher, DispatchReport, RecordEvents, Route
+from rapport.messaging.event_subscriptions import signing_lookup
 from rapport.messaging.outbox import Event
+from rapport.messaging.tracking import Links
 from rapport.pipeline import Pipeline
 from rapport.segments.lifecycle import recompute_lifecycle
 from rapport.segments.rfm import recompute_rfm
 from rapport.segments.sweep import sweep
+from rapport.settings import Settings
 from rapport.store.engine import writing
+from rapport.store.tables import outbox
 
 log = logging.getLogger("rapport.worker")
+
+# Records SMPP delivery receipts, (provider message id, stat) pairs, in a transaction.
+ReceiptsHandler = Callable[[sa.Connection, list[tuple[str, str]]], None]
 
 
 @dataclass
@@ -71,12 +88,20 @@ def daily(pipeline: Pipeline, now: datetime | None = None) -> None:
 
 
 class Sweeper:
-    """Runs ``sweep_segments`` every ``interval`` seconds and ``daily`` once a day."""
+    """Runs ``sweep_segments`` every ``interval`` seconds and ``daily`` once a day, and
+    starts the campaigns whose time has come (``run_campaigns``) on the same beat."""
 
-    def __init__(self, pipeline: Pipeline, interval: float, daily_interval: float = 86400) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        interval: float,
+        daily_interval: float = 86400,
+        links: Links | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.interval = interval
         self.daily_interval = daily_interval
+        self.links = links  # for campaign messages; made from the settings on first use
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rapport-sweeper", daemon=True)
 
@@ -100,8 +125,37 @@ class Sweeper:
                     log.info("sweep: %d entered, %d exited", result.entered, result.exited)
             except Exception:  # a failed run is retried at the next tick, never fatal
                 log.exception("sweep failed")
+            try:
+                self.links = self.links or settings_links(self.pipeline)
+                run_campaigns(self.pipeline, self.links)
+            except Exception:  # a campaign's progress is in the store; the next tick resumes
+                log.exception("campaigns failed")
             self._stop.wait(self.interval)
             since_daily += self.interval
+
+
+def settings_links(pipeline: Pipeline) -> Links:
+    """The public links of this deployment (RAPPORT_PUBLIC_URL, the signing key)."""
+    settings = Settings()
+    key = signing_key(pipeline.engine, settings.secret_key, pipeline.clock.now())
+    return Links(settings.public_url, key)
+
+
+def campaign_recorder(pipeline: Pipeline) -> RecordEvents:
+    """Campaign events (``Message Queued`` / ``Skipped``) on the cards, without re-checking
+    segments for each customer of a chunk: those events change no segment rule."""
+
+    def record(conn: sa.Connection, events: list[Event]) -> None:
+        pipeline.record_many(conn, events, react=False)
+
+    return record
+
+
+def run_campaigns(pipeline: Pipeline, links: Links) -> list[SendReport]:
+    """Start the scheduled campaigns that are due; finish any a stopped process left."""
+    return start_due_campaigns(
+        pipeline.engine, pipeline.clock, campaign_recorder(pipeline), tracking=Tracking(links)
+    )
 
 
 def event_recorder(pipeline: Pipeline) -> RecordEvents:
@@ -122,10 +176,184 @@ def dispatcher_for(
     )
 
 
+def receipt_recorder(pipeline: Pipeline) -> ReceiptsHandler:
+    """SMPP delivery receipts become events on the card (delivered, bounced)."""
+
+    def record(conn: sa.Connection, pairs: list[tuple[str, str]]) -> None:
+        now = pipeline.clock.now()
+        events = [e for pid, stat in pairs for e in receipt_events(conn, pid, stat, now)]
+        if events:
+            pipeline.record_many(conn, events)
+
+    return record
+
+
+class ConfiguredDispatcher:
+    """The dispatcher for the channels configured in the store, rebuilt when they change.
+
+    An operator edits the configuration through the API while ``rapport serve`` and any
+    ``rapport worker`` keep running, so each of them re-reads the stored configuration
+    every ``check_seconds`` (one small row) and, when it differs from what it built, makes
+    new backends and closes the old ones. A channel that is not configured, or whose
+    backend cannot be made, is simply not claimed: its messages wait in the outbox, and
+    the wait is logged once per channel.
+
+    SMPP delivery receipts arrive on the SMPP listener thread; they are put on a queue and
+    handed to ``on_receipts`` (by default: recorded as delivery events) between ticks, in
+    a transaction, on this thread.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        check_seconds: float = 5.0,
+        on_receipts: ReceiptsHandler | None = None,
+        **options: Any,
+    ) -> None:
+        self.pipeline = pipeline
+        self.check_seconds = check_seconds
+        self.on_receipts = on_receipts or receipt_recorder(pipeline)
+        self.options = options
+        self.receipts: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._dispatcher: Dispatcher | None = None
+        self._built: dict[str, Any] | None = None
+        self._checked = -math.inf
+        self._told_waiting: set[str] = set()
+
+    def reload_soon(self) -> None:
+        """Re-read the configuration at the next tick (the API calls it after a change)."""
+        self._checked = -math.inf
+
+    def current(self) -> Dispatcher:
+        if self._dispatcher is None or time.monotonic() - self._checked >= self.check_seconds:
+            self._checked = time.monotonic()
+            self._refresh()
+        assert self._dispatcher is not None
+        return self._dispatcher
+
+    def run_once(self) -> DispatchReport:
+        report = self.current().run_once()
+        self.drain_receipts()
+        return report
+
+    def drain_receipts(self) -> int:
+        pairs: list[tuple[str, str]] = []
+        while True:
+            try:
+                pairs.append(self.receipts.get_nowait())
+            except queue.Empty:
+                break
+        if pairs:
+            with writing(self.pipeline.engine) as conn:
+                self.on_receipts(conn, pairs)
+        return len(pairs)
+
+    def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+            self._dispatcher = None
+            self._built = None
+
+    def _refresh(self) -> None:
+        engine = self.pipeline.engine
+        with engine.connect() as conn:
+            config: ChannelsConfig | None
+            try:
+                config = load_channels(conn).config
+            except InvalidInput as exc:  # written by hand, or by an older version
+                log.error("the stored channel configuration is not valid: %s", exc)
+                config = None if self._dispatcher is not None else ChannelsConfig()
+            if config is not None and dump(config) != self._built:
+                self._rebuild(config)
+            self._tell_waiting(conn)
+
+    def _rebuild(self, config: ChannelsConfig) -> None:
+        def failed(channel: str, exc: Exception) -> None:
+            log.error(
+                "the %s channel is configured but its backend cannot be made: %s", channel, exc
+            )
+
+        routes = routes_from_config(
+            config,
+            on_receipt=lambda provider_id, stat: self.receipts.put((provider_id, stat)),
+            subscriptions=signing_lookup(self.pipeline.engine),
+            on_error=failed,
+        )
+        old, self._dispatcher = (
+            self._dispatcher,
+            dispatcher_for(self.pipeline, routes, **self.options),
+        )
+        self._built = dump(config)
+        self._told_waiting = set()
+        if old is not None:
+            old.close()
+        log.info("dispatching %s", ", ".join(sorted(routes)) or "no channel")
+
+    def _tell_waiting(self, conn: sa.Connection) -> None:
+        assert self._dispatcher is not None
+        for channel in CHANNELS:
+            if channel in self._dispatcher.routes or channel in self._told_waiting:
+                continue
+            waiting = conn.execute(
+                sa.select(outbox.c.id)
+                .where(outbox.c.channel == channel, outbox.c.status.in_(("queued", "failed")))
+                .limit(1)
+            ).first()
+            if waiting is not None:
+                self._told_waiting.add(channel)
+                log.warning(
+                    "messages on the %s channel wait in the outbox: the channel is not configured",
+                    channel,
+                )
+
+
+class ScenarioLoop:
+    """Advances due scenario runs in its own thread: a batch per transaction until none
+    is due, then waits ``interval``. On PostgreSQL any number of these (in any number of
+    ``rapport worker`` processes) share the runs: each claims with SKIP LOCKED."""
+
+    def __init__(self, pipeline: Pipeline, interval: float = 1.0, batch: int = 500) -> None:
+        self.pipeline = pipeline
+        self.interval = interval
+        self.batch = batch
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rapport-scenarios", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def run_once(self) -> int:
+        """One batch in one transaction; how many runs were advanced."""
+        pipeline = self.pipeline
+        with writing(pipeline.engine) as conn:
+            n, events = pipeline.scenarios.run_due(conn, pipeline.clock.now(), self.batch)
+            if events:
+                pipeline.record_many(conn, events, react=False)
+        return n
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            n = 0
+            try:
+                n = self.run_once()
+            except Exception:  # the batch rolled back whole; the next tick redoes it
+                log.exception("scenario step failed")
+            if n < self.batch:
+                self._stop.wait(self.interval)
+
+
 class DispatchLoop:
     """Runs a dispatcher in its own thread: drains what is due, then waits ``interval``."""
 
-    def __init__(self, dispatcher: Dispatcher, interval: float = 1.0) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher | ConfiguredDispatcher, interval: float = 1.0
+    ) -> None:
         self.dispatcher = dispatcher
         self.interval = interval
         self._stop = threading.Event()

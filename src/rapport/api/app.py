@@ -11,19 +11,27 @@ from fastapi import FastAPI
 from rapport import __version__
 from rapport.access.keys import KeyChecker
 from rapport.api import (
+    campaign_routes,
+    channel_routes,
     customer_routes,
+    delivery_routes,
     errors,
     ingest_routes,
+    push_routes,
     segment_list_routes,
     segment_routes,
+    subscription_routes,
+    telegram_routes,
     template_routes,
+    tracking_routes,
 )
+from rapport.api.links import links_of
 from rapport.api.writer import IngestWriter
 from rapport.clock import Clock, SystemClock
 from rapport.pipeline import Pipeline
 from rapport.settings import Settings
 from rapport.store.engine import create_engine
-from rapport.worker import Sweeper
+from rapport.worker import ConfiguredDispatcher, DispatchLoop, ScenarioLoop, Sweeper
 
 
 def create_app(
@@ -41,13 +49,27 @@ def create_app(
     sweeper = Sweeper(pipeline, settings.sweep_seconds) if settings.sweep_seconds > 0 else None
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(application: FastAPI) -> AsyncIterator[None]:
         writer.start()
         if sweeper is not None:
             sweeper.start()
+        scenarios = None
+        if settings.scenario_seconds > 0:  # due scenario steps (waits that ended)
+            pipeline.links = lambda: links_of(application)
+            scenarios = ScenarioLoop(pipeline, settings.scenario_seconds)
+            scenarios.start()
+        dispatch = None
+        if settings.dispatch:  # the outbox, through the channels configured in the store
+            dispatch = DispatchLoop(ConfiguredDispatcher(pipeline))
+            application.state.dispatcher = dispatch.dispatcher
+            dispatch.start()
         try:
             yield
         finally:
+            if dispatch is not None:
+                dispatch.stop()
+            if scenarios is not None:
+                scenarios.stop()
             if sweeper is not None:
                 sweeper.stop()
             writer.stop()
@@ -70,6 +92,18 @@ def create_app(
     app.include_router(segment_list_routes.router)
     app.include_router(segment_routes.router)
     app.include_router(template_routes.router)
+    app.include_router(delivery_routes.router)
+    app.include_router(campaign_routes.router)
+    app.include_router(push_routes.router)
+    app.include_router(telegram_routes.router)
+    app.include_router(channel_routes.router)
+    app.include_router(subscription_routes.router)
+    app.include_router(tracking_routes.router)
+
+    if settings.mail_catcher_dir:  # the demo's caught mail; never mounted otherwise
+        from rapport.api import mail_routes
+
+        app.include_router(mail_routes.router)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Message templates (management API, Bearer secret key): CRUD and preview.
+"""Message templates (management API, Bearer secret key): CRUD, preview and test send.
 
 A template that does not compile is answered 422 with ``where`` = ``variants.<locale>.
 body:LINE:COL`` and nothing is stored.
@@ -6,6 +6,7 @@ body:LINE:COL`` and nothing is stored.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
+from rapport.api.links import links_of
 from rapport.errors import InvalidInput
+from rapport.messaging.backends import send_now
+from rapport.messaging.channel_config import load_channels
+from rapport.messaging.channels.base import OutgoingMessage
+from rapport.messaging.compose import Tracking, compose
 from rapport.messaging.templates import store
 from rapport.messaging.templates.render import RenderError, build_context, product_list, render
 from rapport.store.engine import writing
@@ -72,6 +78,16 @@ class PreviewRequest(BaseModel):
     customer_id: int
     locale: str | None = None
     event: dict[str, Any] | None = None
+    product_ids: list[str] = Field(default_factory=list, max_length=100)
+
+
+class TestSendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int
+    # Where to send instead of the customer's own address (the marketer's inbox, phone...).
+    to: str | None = Field(None, min_length=1, max_length=4000)
+    locale: str | None = None
     product_ids: list[str] = Field(default_factory=list, max_length=100)
 
 
@@ -167,5 +183,65 @@ def preview(request: Request, template_id: int, body: PreviewRequest) -> Respons
             "subject": out.subject,
             "html": out.html,
             "text": out.text,
+        }
+    )
+
+
+@router.post("/{template_id}/test-send")
+def test_send(request: Request, template_id: int, body: TestSendRequest) -> Response:
+    """Render for a customer and send it now through the channel's configured backend.
+
+    Not through the outbox, so nothing lands on the customer's card and no policy applies;
+    opens and clicks are not tracked. The subject (or, on channels without one, the text)
+    starts with "[TEST] ". 409 when the template's channel is not configured.
+    """
+    app = request.app
+    now = app.state.clock.now()
+    with app.state.engine.connect() as conn:
+        tpl = store.get_template(conn, template_id)
+        config = load_channels(conn).config
+        if getattr(config, tpl.channel, None) is None:
+            raise ApiError(409, f"the {tpl.channel} channel is not configured")
+        message = compose(
+            conn,
+            tpl,
+            body.customer_id,
+            key=f"test:{tpl.id}:{uuid.uuid4().hex}",
+            now=now,
+            tracking=Tracking(links_of(app), opens=False, clicks=False),
+            recipient=body.to,
+            locale=body.locale,
+            products=product_list(conn, body.product_ids),
+        )
+    if message.skip_reason == "customer does not exist":
+        raise ApiError(404, f"no customer {body.customer_id}")
+    if message.skip_reason is not None:
+        hint = " (give `to` to send it elsewhere)" if message.skip_reason.startswith("no ") else ""
+        raise ApiError(422, f"cannot send this to the customer: {message.skip_reason}{hint}")
+    subject, text = message.subject, message.body_text
+    if subject:
+        subject = f"[TEST] {subject}"
+    else:
+        text = f"[TEST] {text}"
+    outgoing = OutgoingMessage(
+        id=message.idempotency_key,
+        channel=message.channel,
+        to=message.recipient,
+        body_text=text,
+        customer_id=message.customer_id,
+        subject=subject,
+        body_html=message.body_html,
+        headers=dict(message.headers),
+        data=dict(message.data),
+    )
+    result = send_now(config, outgoing)
+    return _json(
+        {
+            "message_id": result.message_id,
+            "status": result.status,
+            "provider_id": result.provider_id,
+            "error": result.error,
+            "to": outgoing.to,
+            "subject": subject,
         }
     )

@@ -72,3 +72,33 @@ def demo_run(
     console.print(f"Secret key (management API, Bearer):     {keys.secret}", soft_wrap=True)
     if not no_serve:
         serve(host=None, port=None, database_url=url)
+
+
+@demo_app.command("mailcatcher")
+def demo_mailcatcher(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="the Maildir to store caught mail in (created if new)")
+    ],
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="SMTP port on 127.0.0.1; 0: a free one")
+    ] = 0,
+) -> None:
+    """Catch every e-mail sent to 127.0.0.1 in a Maildir (foreground; Ctrl+C stops it)."""
+    import threading
+
+    from rapport.demo.mailcatcher import MailCatcher
+
+    with MailCatcher(directory, port=port) as catcher:
+        console.print(
+            f"Catching mail on 127.0.0.1:{catcher.port} (SMTP, no TLS, no login) into {directory}",
+            highlight=False,
+        )
+        console.print(
+            f"Read it at /mail: RAPPORT_MAIL_CATCHER_DIR={directory} rapport serve",
+            highlight=False,
+            soft_wrap=True,
+        )
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            console.print(f"Stopped; {catcher.received} message(s) caught.")

@@ -89,7 +89,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run the API (OpenAPI at /docs). The store is upgraded first."""
+    """Run the API (OpenAPI at /docs) and deliver the outbox. The store is upgraded first.
+
+    Delivery uses the channels configured through /api/channels; RAPPORT_DISPATCH=false
+    leaves it to `rapport worker` processes.
+    """
     import uvicorn
 
     from rapport.api.app import create_app
@@ -114,22 +118,43 @@ def serve(
 @app.command()
 def worker(
     interval: Annotated[float, typer.Option(help="seconds between segment sweeps")] = 60.0,
+    dispatch: Annotated[
+        bool, typer.Option(help="deliver the outbox through the configured channels")
+    ] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run the sweeps without the API (for more workers beside `rapport serve`)."""
+    """Run the sweeps and deliver the outbox without the API (beside `rapport serve`)."""
     import time
 
     from rapport.pipeline import Pipeline
     from rapport.store.migrate import upgrade
-    from rapport.worker import Sweeper
+    from rapport.worker import (
+        ConfiguredDispatcher,
+        DispatchLoop,
+        ScenarioLoop,
+        Sweeper,
+        settings_links,
+    )
 
     engine = create_engine(settings_for(database_url).database_url)
     upgrade(engine)
-    sweeper = Sweeper(Pipeline(engine), interval)
+    pipeline = Pipeline(engine)
+    links = settings_links(pipeline)
+    pipeline.links = lambda: links
+    sweeper = Sweeper(pipeline, interval)
     sweeper.start()
-    console.print(f"Worker running: segment sweeps every {interval:g} s. Ctrl-C stops it.")
+    scenarios = ScenarioLoop(pipeline)
+    scenarios.start()
+    loop = DispatchLoop(ConfiguredDispatcher(pipeline)) if dispatch else None
+    if loop is not None:
+        loop.start()
+    doing = f"segment sweeps every {interval:g} s, scenario steps" + (", delivery" if loop else "")
+    console.print(f"Worker running: {doing}. Ctrl-C stops it.")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        if loop is not None:
+            loop.stop()
+        scenarios.stop()
         sweeper.stop()

@@ -6,6 +6,13 @@ is what lets a receiver refuse replays: a captured request stops verifying once 
 timestamp is older than the receiver's tolerance (:func:`verify_signature`). Several ``v1``
 values may appear, so a receiver accepts old and new secrets while rotating them.
 
+One backend serves senders with different secrets: a message whose ``data["secret"]``
+is set is signed with it instead of the backend's (an event subscription signs with its
+own secret), and the secret is never part of the body. ``data["payload"]``, when set, is
+posted as the whole body instead of the message envelope (an event subscription posts
+the event itself). A backend made with ``secret=None`` only sends messages that bring
+their own secret, and fails the others: nothing unsigned ever leaves.
+
 Status mapping: 2xx → sent; 410 Gone → rejected (the receiver says the endpoint is
 retired for good); anything else, timeouts and connection errors → failed (retried).
 Redirects are not followed: a webhook URL that moved is a configuration change, and
@@ -18,6 +25,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -84,6 +92,21 @@ def verify_signature(
     return timestamp
 
 
+NO_SECRET = "no signing secret: configure the webhook channel's secret"
+
+
+def envelope(msg: OutgoingMessage) -> dict[str, Any]:
+    """The default body: the rendered message, its ``data`` without the signing secret."""
+    return {
+        "id": msg.id,
+        "customer_id": msg.customer_id,
+        "subject": msg.subject,
+        "text": msg.body_text,
+        "html": msg.body_html,
+        "data": {k: v for k, v in msg.data.items() if k != "secret"},
+    }
+
+
 class WebhookBackend(HttpBackend):
     """POSTs each message to the URL in ``to``.
 
@@ -96,14 +119,14 @@ class WebhookBackend(HttpBackend):
 
     def __init__(
         self,
-        secret: str,
+        secret: str | None,
         *,
         timeout: float = 10.0,
         concurrency: int = 10,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(timeout=timeout, concurrency=concurrency)
-        if not secret:
+        if secret is not None and not secret:
             raise ValueError("a webhook secret is required: receivers verify with it")
         self.secret = secret
         self.clock = clock or SystemClock()
@@ -112,22 +135,16 @@ class WebhookBackend(HttpBackend):
         url = urlsplit(msg.to)
         if url.scheme not in ("http", "https") or not url.netloc:
             return SendResult(msg.id, "rejected", error=f"not an http(s) URL: {msg.to!r}")
-        body = orjson.dumps(
-            {
-                "id": msg.id,
-                "customer_id": msg.customer_id,
-                "subject": msg.subject,
-                "text": msg.body_text,
-                "html": msg.body_html,
-                "data": msg.data,
-            }
-        )
+        secret = msg.data.get("secret") or self.secret
+        if not isinstance(secret, str) or not secret:
+            return SendResult(msg.id, "failed", error=NO_SECRET)
+        body = orjson.dumps(msg.data["payload"] if "payload" in msg.data else envelope(msg))
         timestamp = int(self.clock.now().timestamp())
         headers = {
             **msg.headers,
             "Content-Type": "application/json",
             "Idempotency-Key": msg.id,
-            SIGNATURE_HEADER: sign(self.secret, body, timestamp),
+            SIGNATURE_HEADER: sign(secret, body, timestamp),
         }
         response = await self.http().post(msg.to, content=body, headers=headers)
         if response.is_success:

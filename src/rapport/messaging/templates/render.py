@@ -14,7 +14,7 @@ The context a template sees (documented in docs/templates.md):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -23,10 +23,12 @@ from typing import Any
 import sqlalchemy as sa
 from jinja2 import Template, TemplateError
 
-from rapport.customers.card import card
+from rapport.customers.card import card, computed_fields
+from rapport.customers.profile import PROFILE_COLUMNS, live_id
 from rapport.messaging.templates.compile import HTML_ENV, TEXT_ENV, CompiledVariant
 from rapport.messaging.templates.filters import DEFAULT_TIMEZONE, normalize_locale
 from rapport.messaging.templates.sandbox import RapportSandbox, end_budget, start_budget
+from rapport.store.tables import cart_items, carts, consents, customers
 from rapport.store.tables import products as products_table
 
 # What ``loyalty`` holds until the loyalty programme provides it.
@@ -118,9 +120,23 @@ def build_context(
     found = card(conn, customer_id, now)
     if found is None:
         return None
-    customer = customer_context(found)
+    return context_for(
+        customer_context(found), now, locale=locale, event=event, products=products, loyalty=loyalty
+    )
+
+
+def context_for(
+    customer: Mapping[str, Any],
+    now: datetime,
+    *,
+    locale: str | None = None,
+    event: Mapping[str, Any] | None = None,
+    products: Sequence[Mapping[str, Any]] = (),
+    loyalty: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The template context around a ``customer`` object (:func:`customer_contexts`)."""
     return {
-        "customer": customer,
+        "customer": dict(customer),
         "event": {
             "name": (event or {}).get("name"),
             "properties": dict((event or {}).get("properties") or {}),
@@ -130,4 +146,129 @@ def build_context(
         "locale": normalize_locale(locale or customer.get("locale")),
         "timezone": customer.get("timezone") or DEFAULT_TIMEZONE,
         "now": now,
+    }
+
+
+def customer_contexts(
+    conn: sa.Connection, customer_ids: Iterable[int], now: datetime
+) -> dict[int, dict[str, Any]]:
+    """``customer_context(card(...))`` for many customers in four queries, not six each.
+
+    A campaign renders for thousands of customers per transaction; reading their cards
+    one by one was half of composing a message. Keyed by the id asked for; a merged id
+    gets its survivor's card (as :func:`card` does), an unknown id is left out.
+    """
+    wanted = list(dict.fromkeys(int(i) for i in customer_ids))
+    rows: dict[int, Any] = {}
+    for start in range(0, len(wanted), 5000):  # well under any bound-parameter limit
+        chunk = wanted[start : start + 5000]
+        for found in conn.execute(sa.select(customers).where(customers.c.id.in_(chunk))):
+            rows[int(found.id)] = found
+    live: dict[int, int] = {}
+    for cid in wanted:
+        row = rows.get(cid)
+        if row is None:
+            continue
+        if row.merged_into is None:
+            live[cid] = cid
+            continue
+        survivor = live_id(conn, cid)  # rare: follow the merge chain one by one
+        if survivor is None:
+            continue
+        if survivor not in rows:
+            rows[survivor] = conn.execute(
+                sa.select(customers).where(customers.c.id == survivor)
+            ).one()
+        live[cid] = survivor
+    ids = sorted(set(live.values()))
+    found_consents: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    found_carts: dict[int, dict[str, Any]] = {}
+    cart_of: dict[int, int] = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        for r in conn.execute(
+            sa.select(consents)
+            .where(consents.c.customer_id.in_(chunk))
+            .order_by(consents.c.customer_id, consents.c.channel)
+        ):
+            found_consents[int(r.customer_id)].append(
+                {
+                    "channel": r.channel,
+                    "status": r.status,
+                    "source": r.source,
+                    "updated_at": r.updated_at,
+                    "double_opt_in": r.double_opt_in,
+                }
+            )
+        # The newest cart of each customer, as card() picks it.
+        for r in conn.execute(
+            sa.select(
+                carts.c.customer_id, carts.c.cart_id, carts.c.status, carts.c.updated_at, carts.c.id
+            )
+            .where(carts.c.customer_id.in_(chunk))
+            .order_by(carts.c.customer_id, carts.c.updated_at.desc())
+        ):
+            owner = int(r.customer_id)
+            if owner not in found_carts:
+                found_carts[owner] = {
+                    "cart_id": r.cart_id,
+                    "status": r.status,
+                    "updated_at": r.updated_at,
+                    "items": [],
+                }
+                cart_of[int(r.id)] = owner
+    pks = list(cart_of)
+    for start in range(0, len(pks), 5000):
+        for pk, product, quantity, price in conn.execute(
+            sa.select(
+                cart_items.c.cart_pk,
+                cart_items.c.product_id,
+                cart_items.c.quantity,
+                cart_items.c.price,
+            ).where(cart_items.c.cart_pk.in_(pks[start : start + 5000]))
+        ):
+            found_carts[cart_of[int(pk)]]["items"].append(
+                {"product_id": product, "quantity": quantity, "price": price}
+            )
+    out: dict[int, dict[str, Any]] = {}
+    for cid, survivor in live.items():
+        row = rows[survivor]
+        cart = found_carts.get(survivor)
+        out[cid] = {
+            "id": survivor,
+            **{col: getattr(row, col) for col in PROFILE_COLUMNS},
+            "traits": row.traits,
+            **computed_fields(row, now),
+            "consents": [dict(c) for c in found_consents[survivor]],
+            "cart": None if cart is None else {**cart, "items": [dict(i) for i in cart["items"]]},
+        }
+    return out
+
+
+def build_contexts(
+    conn: sa.Connection,
+    customer_ids: Sequence[int],
+    now: datetime,
+    *,
+    locale: str | None = None,
+    event: Mapping[str, Any] | None = None,
+    products: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    loyalty: Mapping[int, Mapping[str, Any]] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """:func:`build_context` for many customers at once (set-based reads of their cards).
+
+    ``products`` and ``loyalty`` are per customer (a recommender's picks, a balance);
+    customers that do not exist are left out of the answer.
+    """
+    found = customer_contexts(conn, customer_ids, now)
+    return {
+        cid: context_for(
+            customer,
+            now,
+            locale=locale,
+            event=event,
+            products=(products or {}).get(cid, ()),
+            loyalty=(loyalty or {}).get(cid),
+        )
+        for cid, customer in found.items()
     }
