@@ -5,7 +5,15 @@ Each group of commands lives in its own module; importing them registers the com
 
 from __future__ import annotations
 
-from rapport.cli import bounces, campaigns, demo, imports, segments, store  # noqa: F401  (registers commands)
+from rapport.cli import (  # noqa: F401  (registers commands)
+    bounces,
+    campaigns,
+    demo,
+    imports,
+    scenarios,
+    segments,
+    store,
+)
 from rapport.cli.common import app
 
 __all__ = ["app", "main"]
