@@ -212,21 +212,13 @@ def scenarios_update(
 def _set_status(key: str, status: str, database_url: str | None) -> None:
     from rapport.clock import SystemClock
     from rapport.errors import InvalidInput
-    from rapport.scenarios.store import ScenarioConflict, check_references, set_status
+    from rapport.scenarios.store import ScenarioConflict, set_status
     from rapport.store.engine import writing
 
     engine = _engine(database_url)
     try:
         with writing(engine) as conn:
-            found = _find(conn, key)
-            if status == "paused" and found.status not in ("active", "paused"):
-                raise ScenarioConflict(
-                    f"status: a {found.status} scenario is not running, there is nothing to pause"
-                )
-            if status == "active":  # a template or segment may have gone since it was saved
-                check_references(conn, found.parsed())
-            if found.status != status:
-                found = set_status(conn, found.id, status, SystemClock().now())
+            found = set_status(conn, _find(conn, key).id, status, SystemClock().now())
     except (InvalidInput, ScenarioConflict) as exc:
         _fail(exc)
     console.print(f"Scenario #{found.id} ({found.name}) is {found.status}", highlight=False)

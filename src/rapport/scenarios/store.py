@@ -182,9 +182,22 @@ def _check_status(status: str) -> None:
 
 
 def set_status(conn: sa.Connection, scenario_id: int, status: str, now: datetime) -> StoredScenario:
-    """Activate, pause (runs stay where they are and resume on activation) or archive."""
+    """Activate, pause (runs stay where they are and resume on activation) or archive.
+
+    Pausing needs a running scenario; activating re-checks references, because a
+    template or segment may have gone since the scenario was saved. Setting the status it
+    already has changes nothing.
+    """
     _check_status(status)
-    get_scenario(conn, scenario_id)
+    current = get_scenario(conn, scenario_id)
+    if status == "paused" and current.status not in ("active", "paused"):
+        raise ScenarioConflict(
+            f"status: a {current.status} scenario is not running, there is nothing to pause"
+        )
+    if status == "active":
+        check_references(conn, current.parsed())
+    if current.status == status:
+        return current
     conn.execute(
         scenarios.update()
         .where(scenarios.c.id == scenario_id)
