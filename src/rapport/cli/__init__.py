@@ -10,6 +10,8 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     campaigns,
     demo,
     imports,
+    scenario_dry_run,
+    scenario_library,
     scenarios,
     segments,
     store,
