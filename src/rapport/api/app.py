@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from rapport.api import (
     errors,
     ingest_routes,
     push_routes,
+    scenario_routes,
     segment_list_routes,
     segment_routes,
     subscription_routes,
@@ -32,6 +34,8 @@ from rapport.pipeline import Pipeline
 from rapport.settings import Settings
 from rapport.store.engine import create_engine
 from rapport.worker import ConfiguredDispatcher, DispatchLoop, ScenarioLoop, Sweeper
+
+log = logging.getLogger("rapport.api")
 
 
 def create_app(
@@ -56,6 +60,12 @@ def create_app(
         scenarios = None
         if settings.scenario_seconds > 0:  # due scenario steps (waits that ended)
             pipeline.links = lambda: links_of(application)
+            # Made now, not by the first send: a send inside an ingest transaction must
+            # not open a second write transaction (SQLite would wait for itself).
+            try:
+                links_of(application)
+            except sa.exc.OperationalError:  # a store not upgraded yet: made on first use
+                log.warning("the store has no settings table yet; run `rapport db upgrade`")
             scenarios = ScenarioLoop(pipeline, settings.scenario_seconds)
             scenarios.start()
         dispatch = None
@@ -94,6 +104,7 @@ def create_app(
     app.include_router(template_routes.router)
     app.include_router(delivery_routes.router)
     app.include_router(campaign_routes.router)
+    app.include_router(scenario_routes.router)
     app.include_router(push_routes.router)
     app.include_router(telegram_routes.router)
     app.include_router(channel_routes.router)

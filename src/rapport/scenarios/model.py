@@ -447,6 +447,8 @@ def parse_scenario(data: dict[str, Any] | str, where: str = "scenario") -> Scena
 
 def _trigger(data: dict[str, Any], where: str, problems: list[Problem]) -> Any:
     keys = [k for k in TRIGGERS if k in data]
+    if "schedule" in keys and "segment" in keys:  # a schedule's segment is its audience
+        keys.remove("segment")
     if len(keys) != 1:
         problems.append(Problem(where, f"a trigger has exactly one of {', '.join(TRIGGERS)}"))
         return None
