@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/rfm_lifecycle.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/scenarios.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure
@@ -34,6 +35,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/sweep.py --customers 20000
 	$(BIN)/python bench/rfm_lifecycle.py --quick
 	$(BIN)/python bench/send.py --quick
+	$(BIN)/python bench/scenarios.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

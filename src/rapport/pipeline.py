@@ -8,6 +8,7 @@ and events partners subscribed to are queued for delivery in that transaction to
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -28,6 +29,7 @@ from rapport.ingest.identity import resolve
 from rapport.ingest.incoming import Incoming
 from rapport.messaging.compose import Tracking
 from rapport.messaging.event_subscriptions import SubscriptionIndex, notify
+from rapport.messaging.outbox import QUEUED
 from rapport.messaging.tracking import Links
 from rapport.scenarios.engine import Engine, Observed
 from rapport.scenarios.index import ScenarioIndex
@@ -44,6 +46,7 @@ class IngestResult:
     stored: int = 0
     duplicates: int = 0
     customer_ids: list[int | None] = field(default_factory=list)
+    queued: int = 0  # outbox messages the batch queued (scenario sends, subscriptions)
 
 
 class Pipeline:
@@ -61,13 +64,19 @@ class Pipeline:
         self.scenarios = Engine(
             ScenarioIndex(), StepContext(tracking=lambda: Tracking(self.links()), recorder=self)
         )
+        # Set after a commit that queued outbox messages: a dispatch loop of this process
+        # waits on it, so a triggered message leaves at once rather than at its next poll.
+        self.outbox_queued = threading.Event()
 
     def ingest(self, batch: list[Incoming], *, retries: int = 3) -> IngestResult:
         """One transaction; retried when a concurrent writer claimed the same identifier."""
         for attempt in range(retries + 1):
             try:
                 with writing(self.engine) as conn:
-                    return self.ingest_in(conn, batch)
+                    result = self.ingest_in(conn, batch)
+                if result.queued:
+                    self.outbox_queued.set()
+                return result
             except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
                 self.products.clear()  # it may remember writes that were rolled back
                 if attempt == retries or not _retryable(exc):
@@ -97,7 +106,7 @@ class Pipeline:
         ids = resolve(conn, fresh, now)
         for pos, cid in zip(positions, ids, strict=True):
             result.customer_ids[pos] = cid
-        self._apply(conn, fresh, ids, now)
+        result.queued = self._apply(conn, fresh, ids, now)
         result.stored = len(fresh)
         return result
 
@@ -121,7 +130,8 @@ class Pipeline:
         now: datetime,
         *,
         react: bool = True,
-    ) -> None:
+    ) -> int:
+        """Store and fold in the events; how many outbox messages that queued."""
         rows: list[dict[str, Any]] = []
         changes: dict[int, Changes] = {}
         counters: Counter[tuple[int, str, date]] = Counter()
@@ -164,7 +174,7 @@ class Pipeline:
         store_events(conn, rows)
         # Partners subscribed to these events get them through the outbox, queued in this
         # transaction so a rolled-back batch sends nothing.
-        notify(conn, self.subscriptions.current(conn), rows, now)
+        queued = notify(conn, self.subscriptions.current(conn), rows, now)
         outcome = ecommerce.apply(conn, fresh, ids, now, self.products)
         for cid in outcome.orders_changed:
             changes.setdefault(cid, Changes()).orders_changed = True
@@ -173,7 +183,8 @@ class Pipeline:
         set_consents(conn, consent_changes)
         _store_groups(conn, groups, now)
         if react:
-            self._react(conn, fresh, ids, changes, consent_changes, now)
+            queued += self._react(conn, fresh, ids, changes, consent_changes, now)
+        return queued
 
     def _react(
         self,
@@ -183,7 +194,7 @@ class Pipeline:
         changes: dict[int, Changes],
         consent_changes: list[ConsentChange],
         now: datetime,
-    ) -> None:
+    ) -> int:
         """What the stored batch sets in motion: lifecycle stages, segment membership, then
         scenarios (which see the batch's events and the segment moves they caused)."""
         touched: dict[int, Touched] = {}
@@ -220,6 +231,7 @@ class Pipeline:
         started = self.scenarios.react(conn, observed, now)
         if started:  # message statuses and run entries/exits: no scenario reacts to them
             self.record_many(conn, started, react=False)
+        return sum(1 for e in started if e[1] == QUEUED)
 
     def record_many(
         self,

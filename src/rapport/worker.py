@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,9 +34,10 @@ from rapport.messaging.compose import Tracking
 from rapport.messaging.delivery_reports import receipt_events
 from rapport.messaging.dispatcher import Dispatcher, DispatchReport, RecordEvents, Route
 from rapport.messaging.event_subscriptions import signing_lookup
-from rapport.messaging.outbox import Event
+from rapport.messaging.outbox import QUEUED, Event
 from rapport.messaging.tracking import Links
 from rapport.pipeline import Pipeline
+from rapport.scenarios.time_triggers import scan_time_triggers
 from rapport.segments.lifecycle import recompute_lifecycle
 from rapport.segments.rfm import recompute_rfm
 from rapport.segments.sweep import sweep
@@ -317,6 +318,7 @@ class ScenarioLoop:
         self.pipeline = pipeline
         self.interval = interval
         self.batch = batch
+        self._time_scanned: datetime | None = None  # the clock's time of the last scan
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rapport-scenarios", daemon=True)
 
@@ -331,11 +333,28 @@ class ScenarioLoop:
     def run_once(self) -> int:
         """One batch in one transaction; how many runs were advanced."""
         pipeline = self.pipeline
+        self.scan_time_triggers()
         with writing(pipeline.engine) as conn:
             n, events = pipeline.scenarios.run_due(conn, pipeline.clock.now(), self.batch)
             if events:
                 pipeline.record_many(conn, events, react=False)
+        if any(e[1] == QUEUED for e in events):  # committed: the dispatcher may take them
+            pipeline.outbox_queued.set()
         return n
+
+    def scan_time_triggers(self) -> dict[int, int]:
+        """Date, inactivity and schedule triggers, at most once a minute of the clock: a
+        scan reads the customers table, which a one-second tick must not; a failed scan
+        is logged and must not stop due runs from advancing."""
+        now = self.pipeline.clock.now()
+        if self._time_scanned is not None and now - self._time_scanned < timedelta(minutes=1):
+            return {}
+        self._time_scanned = now
+        try:
+            return scan_time_triggers(self.pipeline, now)
+        except Exception:  # retried at the next minute
+            log.exception("time-trigger scan failed")
+            return {}
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -349,13 +368,26 @@ class ScenarioLoop:
 
 
 class DispatchLoop:
-    """Runs a dispatcher in its own thread: drains what is due, then waits ``interval``."""
+    """Runs a dispatcher in its own thread: drains what is due, then waits ``interval``
+    or until ``wake`` is set, whichever comes first.
+
+    ``wake`` defaults to the pipeline's ``outbox_queued`` for a ``ConfiguredDispatcher``:
+    the pipeline sets it after committing a batch that queued messages (a triggered
+    scenario's send), so they leave within milliseconds, not at the next poll. Messages
+    queued by other processes are still found by polling.
+    """
 
     def __init__(
-        self, dispatcher: Dispatcher | ConfiguredDispatcher, interval: float = 1.0
+        self,
+        dispatcher: Dispatcher | ConfiguredDispatcher,
+        interval: float = 1.0,
+        wake: threading.Event | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.interval = interval
+        if wake is None and isinstance(dispatcher, ConfiguredDispatcher):
+            wake = dispatcher.pipeline.outbox_queued
+        self.wake = wake or threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rapport-dispatch", daemon=True)
 
@@ -364,6 +396,7 @@ class DispatchLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        self.wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
 
@@ -383,6 +416,9 @@ class DispatchLoop:
                 except Exception:  # retried at the next tick; leases cover a lost batch
                     log.exception("dispatch failed")
                 if not report.claimed:
-                    self._stop.wait(self.interval)
+                    # Cleared before the next claim, so a set that comes during it is
+                    # not lost: it only makes the claim after it come at once.
+                    self.wake.wait(self.interval)
+                    self.wake.clear()
         finally:
             self.dispatcher.close()

@@ -41,7 +41,7 @@ from rapport.scenarios.runs import (
     save,
     start_runs,
 )
-from rapport.scenarios.steps import StepContext, advance
+from rapport.scenarios.steps import StepContext, advance_many
 
 SEGMENT_ENTERED = "Segment Entered"
 SEGMENT_EXITED = "Segment Exited"
@@ -86,6 +86,48 @@ class Engine:
         events.extend(self._exits(rest))
         save(conn, rest, now)
         return events
+
+    def start(
+        self,
+        conn: sa.Connection,
+        scenario_id: int,
+        customer_ids: Sequence[int],
+        trigger_properties: dict[str, Any],
+        now: datetime,
+        *,
+        trigger_name: str = "API",
+    ) -> tuple[list[Run], list[Event]]:
+        """Start runs of an active scenario for customers the caller picked (the API
+        trigger, or a trigger a clock fires) rather than an event. The entry rules apply
+        and the runs that started advance at once; returns them and the events to record."""
+        live = self.index.current(conn).active.get(scenario_id)
+        if live is None:  # activated by another process since the index was loaded
+            self.index.invalidate()
+            live = self.index.current(conn).active.get(scenario_id)
+        if live is None:
+            return [], []
+        trigger = {"name": trigger_name, "properties": trigger_properties}
+        entity = entity_of(live.scenario, trigger_properties)
+        started = start_runs(
+            conn,
+            [Start(live.id, live.version, live.scenario, c, entity, trigger) for c in customer_ids],
+            now,
+        )
+        events = [self._entered(run) for run in started]
+        events.extend(self._advance(conn, started, now))
+        return started, events
+
+    def start_many(
+        self, conn: sa.Connection, starts: Sequence[Start], now: datetime
+    ) -> tuple[list[Run], list[Event]]:
+        """Like :meth:`start`, for starts that each carry their own entity key: a time
+        trigger's occasion (``birthday:2026``, ``inactive-since:2026-01-05``) is not a
+        property the scenario names, and one scan mixes several occasions."""
+        self.index.current(conn)
+        started = start_runs(conn, list(starts), now)
+        events = [self._entered(run) for run in started]
+        events.extend(self._advance(conn, started, now))
+        return started, events
 
     def _starts(self, observed: Sequence[Observed]) -> list[Start]:
         index = self.index
@@ -165,10 +207,8 @@ class Engine:
     # -- helpers ---------------------------------------------------------------------
 
     def _advance(self, conn: sa.Connection, runs: list[Run], now: datetime) -> list[Event]:
-        events: list[Event] = []
-        for run in runs:
-            scenario = self.index.version(conn, run.scenario_id, run.version)
-            events.extend(advance(conn, self.steps, scenario, run, now))
+        pairs = [(self.index.version(conn, r.scenario_id, r.version), r) for r in runs]
+        events = advance_many(conn, self.steps, pairs, now)
         events.extend(self._exits(runs))
         save(conn, runs, now)
         return events

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from rapport.scenarios.model import Scenario
@@ -21,6 +22,7 @@ LIVE = ("active", "waiting")
 ENTERED = "Scenario Entered"
 EXITED = "Scenario Exited"
 CONVERTED = "Scenario Converted"
+_IN_BATCH = 5000  # ids per IN list, far below both stores' limits on bound parameters
 
 
 @dataclass
@@ -73,20 +75,24 @@ class Start:
 
 
 def start_runs(conn: sa.Connection, starts: list[Start], now: datetime) -> list[Run]:
-    """Insert the runs the entry rules allow; returns them, due now at their first step."""
+    """Insert the runs the entry rules allow; returns them, due now at their first step.
+
+    One query reads the earlier runs of these customers and one INSERT writes the new
+    runs, whatever the number of starts (a schedule trigger starts a whole segment)."""
     if not starts:
         return []
     r = scenario_runs.c
     customers_ = sorted({s.customer_id for s in starts})
     ids = sorted({s.scenario_id for s in starts})
     previous: dict[tuple[int, int], list[Any]] = {}
-    for row in conn.execute(
-        sa.select(r.scenario_id, r.customer_id, r.entity_key, r.status, r.started_at).where(
-            r.customer_id.in_(customers_), r.scenario_id.in_(ids)
-        )
-    ):
-        previous.setdefault((row.scenario_id, row.customer_id), []).append(row)
-    made: list[Run] = []
+    for part in range(0, len(customers_), _IN_BATCH):
+        for row in conn.execute(
+            sa.select(r.scenario_id, r.customer_id, r.entity_key, r.status, r.started_at).where(
+                r.customer_id.in_(customers_[part : part + _IN_BATCH]), r.scenario_id.in_(ids)
+            )
+        ):
+            previous.setdefault((row.scenario_id, row.customer_id), []).append(row)
+    allowed: list[Start] = []
     taken: set[tuple[int, int, str]] = set()
     for s in starts:
         key = (s.scenario_id, s.customer_id, s.entity_key)
@@ -103,22 +109,29 @@ def start_runs(conn: sa.Connection, starts: list[Start], now: datetime) -> list[
             if any(p.started_at >= since for p in before):
                 continue
         taken.add(key)
-        row = conn.execute(
-            scenario_runs.insert()
-            .values(
-                scenario_id=s.scenario_id,
-                version=s.version,
-                customer_id=s.customer_id,
-                entity_key=s.entity_key,
-                status="active",
-                step=s.scenario.first,
-                wake_at=now,
-                context={"trigger": s.trigger},
-                started_at=now,
-                updated_at=now,
-            )
-            .returning(*scenario_runs.c)
-        ).one()
+        allowed.append(s)
+    if not allowed:
+        return []
+    rows = conn.execute(
+        scenario_runs.insert().returning(*scenario_runs.c, sort_by_parameter_order=True),
+        [
+            {
+                "scenario_id": s.scenario_id,
+                "version": s.version,
+                "customer_id": s.customer_id,
+                "entity_key": s.entity_key,
+                "status": "active",
+                "step": s.scenario.first,
+                "wake_at": now,
+                "context": {"trigger": s.trigger},
+                "started_at": now,
+                "updated_at": now,
+            }
+            for s in allowed
+        ],
+    ).all()
+    made: list[Run] = []
+    for s, row in zip(allowed, rows, strict=True):
         run = Run.of(row)
         run.note(s.scenario.first, "entered")
         made.append(run)
@@ -134,25 +147,26 @@ def end(run: Run, status: str, reason: str) -> None:
 
 
 def save(conn: sa.Connection, runs: list[Run], now: datetime) -> None:
-    """Write back each run's state and its step log."""
+    """Write back each run's state and its step log, in two statements whatever the
+    number of runs (one round trip each on PostgreSQL, an executemany on SQLite)."""
+    if not runs:
+        return
+    params: list[dict[str, Any]] = []
     logs: list[dict[str, Any]] = []
     for run in runs:
         final = run.status not in LIVE
-        conn.execute(
-            scenario_runs.update()
-            .where(scenario_runs.c.id == run.id)
-            .values(
-                status=run.status,
-                step=None if final else run.step,
-                wake_at=run.wake_at,
-                waiting_event=run.waiting_event,
-                context=run.context,
-                updated_at=now,
-                ended_at=now if final else None,
-                end_reason=run.end_reason,
-                claimed_by=None,
-                claimed_until=None,
-            )
+        params.append(
+            {
+                "id": run.id,
+                "status": run.status,
+                "step": None if final else run.step,
+                "wake_at": run.wake_at,
+                "waiting_event": run.waiting_event,
+                "context": run.context,
+                "ended_at": now if final else None,
+                "end_reason": run.end_reason,
+                "now": now,
+            }
         )
         logs.extend(
             {
@@ -168,19 +182,81 @@ def save(conn: sa.Connection, runs: list[Run], now: datetime) -> None:
             for step, outcome, reason in run.log
         )
         run.log.clear()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_SAVE_POSTGRES, (_json(params),))
+        if logs:
+            conn.exec_driver_sql(_LOG_POSTGRES, (_json(logs),))
+        return
+    conn.execute(_SAVE, [{f"b_{k}": v for k, v in p.items()} for p in params])
     if logs:
         conn.execute(scenario_step_log.insert(), logs)
 
 
+_SAVE = (
+    scenario_runs.update()
+    .where(scenario_runs.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        step=sa.bindparam("b_step"),
+        wake_at=sa.bindparam("b_wake_at"),
+        waiting_event=sa.bindparam("b_waiting_event"),
+        context=sa.bindparam("b_context"),
+        updated_at=sa.bindparam("b_now"),
+        ended_at=sa.bindparam("b_ended_at"),
+        end_reason=sa.bindparam("b_end_reason"),
+        claimed_by=None,
+        claimed_until=None,
+    )
+)
+
+
+# PostgreSQL: the batch's new values as one JSON document, unpacked by jsonb_to_recordset.
+# Driver-side executemany costs tens of microseconds of Python per row and text arrays
+# are escaped element by element; one orjson document is a single C call.
+_SAVE_POSTGRES = (
+    "UPDATE scenario_runs AS r SET status = v.status, step = v.step, wake_at = v.wake_at, "
+    "waiting_event = v.waiting_event, context = v.context, updated_at = v.now, "
+    "ended_at = v.ended_at, end_reason = v.end_reason, claimed_by = NULL, claimed_until = NULL "
+    "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, status text, step text, "
+    "wake_at timestamptz, waiting_event text, context jsonb, now timestamptz, "
+    "ended_at timestamptz, end_reason text) WHERE r.id = v.id"
+)
+_LOG_POSTGRES = (
+    "INSERT INTO scenario_step_log (run_id, scenario_id, version, customer_id, step, outcome, "
+    "reason, at) SELECT run_id, scenario_id, version, customer_id, step, outcome, reason, at "
+    "FROM jsonb_to_recordset(%s::jsonb) AS v(run_id bigint, scenario_id bigint, "
+    "version integer, customer_id bigint, step text, outcome text, reason text, "
+    "at timestamptz)"
+)
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC).decode()
+
+
 def claim_due(conn: sa.Connection, now: datetime, limit: int) -> list[Run]:
     """Runs whose wake-up time has come, of scenarios not paused, locked for this
-    transaction (PostgreSQL skips rows another worker holds; SQLite has one writer)."""
+    transaction (PostgreSQL skips rows another worker holds; SQLite has one writer).
+
+    Active runs and waiting runs whose wait timed out are claimed by two queries, each
+    ``status = X ORDER BY wake_at``: that walks the ``(status, wake_at)`` index in order
+    and stops after ``limit`` rows. One query with ``status IN (...)`` cannot be read in
+    ``wake_at`` order from that index, so PostgreSQL sorted every due run for each claim
+    (0.8 s per claim with a million due). Timeouts get at least a tenth of a batch, so
+    neither kind starves the other.
+    """
+    runs = _claim(conn, "active", now, limit)
+    runs += _claim(conn, "waiting", now, max(limit - len(runs), limit // 10, 1))
+    return runs
+
+
+def _claim(conn: sa.Connection, status: str, now: datetime, limit: int) -> list[Run]:
     r = scenario_runs.c
     rows = conn.execute(
         sa.select(scenario_runs)
         .join(scenarios, scenarios.c.id == r.scenario_id)
-        .where(r.status.in_(LIVE), r.wake_at <= now, scenarios.c.status == "active")
-        .order_by(r.wake_at, r.id)
+        .where(r.status == status, r.wake_at <= now, scenarios.c.status == "active")
+        .order_by(r.wake_at)
         .limit(limit)
         .with_for_update(skip_locked=True, of=scenario_runs)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -66,11 +68,83 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 @contextmanager
 def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A transaction that will write: committed on success, rolled back on any error."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(rapport_write=True)
-        with conn.begin():
-            yield conn
+    """A transaction that will write: committed on success, rolled back on any error.
+
+    On SQLite the threads of one process (the ingest writer, the dispatcher, the scenario
+    and sweep loops) take turns on a first-come-first-served lock before ``BEGIN
+    IMMEDIATE``. Left to SQLite's busy handler, a waiting writer polls with sleeps of up
+    to 100 ms and a busy writer keeps winning the lock back: under steady ingest the
+    dispatcher waited seconds for its turn.
+    """
+    lock = _write_lock(engine) if engine.dialect.name == "sqlite" else None
+    if lock is not None and not lock.acquire(_LOCK_WAIT):
+        lock = None  # waited as long as SQLite would: leave it to SQLite's busy handler
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(rapport_write=True)
+            with conn.begin():
+                yield conn
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+_LOCK_WAIT = 30.0  # seconds, as the connections' busy_timeout
+
+
+class _FairLock:
+    """A reentrant lock granted in the order it was asked for."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiting: deque[threading.Lock] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, timeout: float) -> bool:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is None and not self._waiting:
+                self._owner, self._depth = me, 1
+                return True
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        handed = gate.acquire(timeout=timeout)  # released by the holder, handing over
+        with self._mutex:
+            if not handed and gate in self._waiting:
+                self._waiting.remove(gate)
+                return False
+            self._owner, self._depth = me, 1  # handed over, if only just now
+            return True
+
+    def release(self) -> None:
+        with self._mutex:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiting:
+                self._owner = _HANDED
+                self._waiting.popleft().release()
+            else:
+                self._owner = None
+
+
+_HANDED = -1  # no thread has this id: the lock is on its way to the next in line
+_write_locks: dict[str, _FairLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(engine: sa.Engine) -> _FairLock:
+    key = engine.url.database or f"engine-{id(engine)}"
+    with _write_locks_guard:
+        found = _write_locks.get(key)
+        if found is None:
+            found = _write_locks[key] = _FairLock()
+        return found
 
 
 def upsert(conn: sa.Connection, table: sa.Table) -> Any:
