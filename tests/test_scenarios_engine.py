@@ -266,3 +266,43 @@ steps:
         names = list(conn.execute(sa.select(events.c.name).order_by(events.c.id)).scalars())
     assert "Scenario Entered" in names and names.count("Message Queued") == 2
     assert names[-1] == "Scenario Exited"
+
+
+def test_send_falls_back_to_the_next_channel(engine: sa.Engine) -> None:
+    """No push subscription: the push step is skipped and the SMS fallback is queued."""
+    (cid,) = _setup(engine)
+    with writing(engine) as conn:
+        conn.execute(customers.update().where(customers.c.id == cid).values(phone="+79161234567"))
+        set_consents(
+            conn,
+            [
+                ConsentChange(cid, "push", "subscribed", "test", T0),
+                ConsentChange(cid, "sms", "subscribed", "test", T0),
+            ],
+        )
+        for channel in ("push", "sms"):
+            create_template(
+                conn,
+                name=f"hello-{channel}",
+                channel=channel,
+                kind="text",
+                variants={"ru": {"subject": "Привет", "body": f"Привет по {channel}"}},
+                now=T0,
+            )
+    _scenario(
+        engine,
+        """
+name: hello
+trigger: {event: Go}
+steps:
+  - {id: hi, send: {template: hello-push, fallback: [{channel: sms, template: hello-sms}]}}
+""",
+    )
+    eng = _engine(engine)
+    _react(engine, eng, T0, Observed(cid, "Go", {}))
+    with engine.connect() as conn:
+        rows = {r.idempotency_key: r for r in conn.execute(sa.select(outbox).order_by(outbox.c.id))}
+    assert rows["run:1:step:hi"].status == "skipped"
+    sms = rows["run:1:step:hi:fallback:sms"]
+    assert (sms.status, sms.channel, sms.recipient) == ("queued", "sms", "+79161234567")
+    assert sms.body_text == "Привет по sms"

@@ -22,7 +22,15 @@ import sqlalchemy as sa
 
 from rapport.customers.edit import patch_customer
 from rapport.messaging.compose import Origin, Recipient, Tracking, compose_many
-from rapport.messaging.outbox import CLICKED, DELIVERED, OPENED, Event, QueuedMessage, enqueue
+from rapport.messaging.outbox import (
+    CLICKED,
+    DELIVERED,
+    OPENED,
+    Event,
+    Fallback,
+    QueuedMessage,
+    enqueue,
+)
 from rapport.messaging.policy import Decision, decide
 from rapport.messaging.templates.store import StoredTemplate, get_template
 from rapport.scenarios.model import Scenario, Step
@@ -232,6 +240,8 @@ def _send_many(
     decisions = ctx.decide(
         conn, [i.run.customer_id for i in items], channel, now, send.transactional
     )
+    origin = Origin(scenario_id=scenario_id, step=step_id, variant=items[0].variant)
+    chains = _fallback_chains(conn, ctx, items, origin, now)
     messages: dict[str, QueuedMessage] = {}
     allowed: list[_Send] = []
     for item in items:
@@ -249,6 +259,7 @@ def _send_many(
             scenario_id=scenario_id,
             step=step_id,
             skip_reason=decision.reason or "policy",
+            fallback=chains.get(item.key, ()),
         )
         run.note(step_id, "skipped", decision.reason)
     if not allowed:
@@ -260,13 +271,14 @@ def _send_many(
             Recipient(
                 i.run.customer_id,
                 i.key,
-                event=i.run.context.get("event") or i.run.context.get("trigger") or {},
+                event=_trigger(i.run),
+                fallback=chains.get(i.key, ()),
             )
             for i in allowed
         ],
         now=now,
         tracking=ctx.tracking(),
-        origin=Origin(scenario_id=scenario_id, step=step_id, variant=items[0].variant),
+        origin=origin,
         channel=channel,
     )
     for item, message in zip(allowed, composed, strict=True):
@@ -281,6 +293,55 @@ def _send_many(
         else:
             item.run.note(step_id, "sent")
     return enqueue(conn, [messages[i.key] for i in items], now)
+
+
+def _trigger(run: Run) -> dict[str, Any]:
+    return dict(run.context.get("event") or run.context.get("trigger") or {})
+
+
+def _fallback_chains(
+    conn: sa.Connection, ctx: StepContext, items: list[_Send], origin: Origin, now: datetime
+) -> dict[str, tuple[Fallback, ...]]:
+    """Per message key, the channels to try when the first does not deliver: each fallback
+    channel the policy allows and the customer can be reached on, rendered from its own
+    template (push → Telegram → SMS)."""
+    send = items[0].step.send
+    assert send is not None
+    chains: dict[str, list[Fallback]] = {}
+    ids = [i.run.customer_id for i in items]
+    for spec in send.fallback:
+        template = ctx.template(conn, spec.template)
+        if template is None:
+            continue
+        decisions = ctx.decide(conn, ids, spec.channel, now, send.transactional)
+        allowed = [i for i in items if decisions[i.run.customer_id].allowed]
+        composed = compose_many(
+            conn,
+            template,
+            [
+                Recipient(
+                    i.run.customer_id, f"{i.key}:fallback:{spec.channel}", event=_trigger(i.run)
+                )
+                for i in allowed
+            ],
+            now=now,
+            tracking=ctx.tracking(),
+            origin=origin,
+            channel=spec.channel,
+        )
+        for item, msg in zip(allowed, composed, strict=True):
+            if msg.skip_reason is None:  # empty, not None: nothing of the first is inherited
+                chains.setdefault(item.key, []).append(
+                    Fallback(
+                        spec.channel,
+                        msg.recipient,
+                        subject=msg.subject or "",
+                        body_text=msg.body_text,
+                        body_html=msg.body_html or "",
+                        data=dict(msg.data),
+                    )
+                )
+    return {key: tuple(chain) for key, chain in chains.items()}
 
 
 def _wait(
