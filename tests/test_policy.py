@@ -155,6 +155,17 @@ def test_quiet_hours_follow_each_customers_timezone(engine: sa.Engine) -> None:
     )
 
 
+def test_quiet_hours_may_skip_instead_of_defer(engine: sa.Engine) -> None:
+    moscow, new_york = add(engine, 1, timezone="Europe/Moscow") + add(
+        engine, 1, timezone="America/New_York"
+    )
+    consent(engine, "sms", "subscribed", moscow, new_york)
+    policy(engine, {"quiet_hours": {"start": "21:00", "end": "09:00", "action": "skip"}})
+    got = ask(engine, [moscow, new_york], "sms")  # 22:00 in Moscow, 14:00 in New York
+    assert got[moscow] == Decision(False, "quiet hours")
+    assert got[new_york] == Decision(True)
+
+
 def test_quiet_hours_are_judged_at_the_planned_moment(engine: sa.Engine) -> None:
     (moscow,) = add(engine, 1, timezone="Europe/Moscow")
     consent(engine, "push", "subscribed", moscow)

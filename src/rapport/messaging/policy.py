@@ -77,6 +77,9 @@ class QuietHours(BaseModel):
     start: time
     end: time
     channels: list[str] = Field(default_factory=lambda: list(INTERRUPTING))
+    # defer: send when the window ends; skip: do not send (a flash sale at night is stale
+    # by morning).
+    action: Literal["defer", "skip"] = "defer"
 
     @field_validator("channels")
     @classmethod
@@ -417,7 +420,10 @@ def decide(
             moment = (at or {}).get(cid) or now
             until = quiet_until(max(moment, now), quiet, zone)
             if until is not None:
-                out[cid] = Decision(True, send_at=until)
+                if quiet.action == "skip":
+                    out[cid] = Decision(False, "quiet hours")
+                else:
+                    out[cid] = Decision(True, send_at=until)
                 continue
         out[cid] = ALLOW
     return {cid: out[cid] for cid in ids}
