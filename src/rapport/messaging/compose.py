@@ -27,7 +27,6 @@ from rapport.messaging.outbox import Fallback, Ident, QueuedMessage
 from rapport.messaging.recipients import recipient_for
 from rapport.messaging.templates.render import (
     RenderError,
-    build_context,
     context_for,
     customer_contexts,
     render,
@@ -96,9 +95,13 @@ def compose(
     address = recipient or recipient_for(conn, customer_id, channel)
     context = None
     if address:
-        context = build_context(
-            conn, customer_id, now, locale=locale, event=event, products=products, loyalty=loyalty
-        )
+        # The template's view of the card only (customer_contexts, not card()): the whole
+        # card also looks up merged profiles, a scan of the customers table each time.
+        found = customer_contexts(conn, [customer_id], now).get(customer_id)
+        if found is not None:
+            context = context_for(
+                found, now, locale=locale, event=event, products=products, loyalty=loyalty
+            )
     return _message(template, who, address, context, channel, tracking, origin, send_at)
 
 
