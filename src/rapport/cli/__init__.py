@@ -10,6 +10,7 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     campaigns,
     demo,
     imports,
+    report,
     scenario_dry_run,
     scenario_library,
     scenarios,

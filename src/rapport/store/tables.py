@@ -55,6 +55,12 @@ customers = sa.Table(
     sa.Column("rfm_cell", sa.String(32)),
     sa.Column("lifecycle_stage", sa.String(16)),
     sa.Column("lifecycle_changed_at", UTCDateTime),
+    # Predicted by the CLV models (analytics/clv/): value over the horizon, purchases
+    # expected in the next 90 days, 1 - P(alive); None until the first scoring.
+    sa.Column("predicted_clv", sa.Float),
+    sa.Column("expected_purchases_90d", sa.Float),
+    sa.Column("churn_risk", sa.Float),
+    sa.Column("clv_scored_at", UTCDateTime),
 )
 
 identities = sa.Table(
@@ -165,6 +171,7 @@ orders = sa.Table(
     sa.Column("store_id", sa.String(200)),
     sa.Column("occurred_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_orders_occurred_at", "occurred_at"),
 )
 
 order_lines = sa.Table(
@@ -541,4 +548,74 @@ tasks = sa.Table(
     sa.Column("assignee", sa.String(200), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("done_at", UTCDateTime, nullable=True),
+)
+
+
+# Analytics (analytics/): what became of each message, kept as its outcome events arrive.
+MESSAGE_OUTCOMES = (
+    "queued",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "complained",
+    "unsubscribed",
+    "failed",
+)
+
+# One row per message (the outbox idempotency key), the first time of each outcome.
+message_facts = sa.Table(
+    "message_facts",
+    metadata,
+    sa.Column("message_key", sa.String(300), primary_key=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("campaign_id", sa.String(100)),
+    sa.Column("scenario_id", sa.String(100)),
+    sa.Column("step", sa.String(100)),
+    sa.Column("template_id", sa.String(100)),
+    sa.Column("variant", sa.String(100)),
+    *[sa.Column(f"{name}_at", UTCDateTime) for name in MESSAGE_OUTCOMES],
+    sa.Column("opens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("clicks", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_message_facts_customer", "customer_id", "sent_at"),
+    sa.Index("ix_message_facts_sent_at", "sent_at"),
+    sa.Index("ix_message_facts_campaign", "campaign_id"),
+    sa.Index("ix_message_facts_scenario", "scenario_id", "step"),
+)
+
+# Messages counted by the day they were sent (queued, when never sent) and where they came
+# from ("" where not applicable, so the key has no NULLs): what dashboards read.
+message_daily = sa.Table(
+    "message_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("campaign_id", sa.String(100), primary_key=True),
+    sa.Column("scenario_id", sa.String(100), primary_key=True),
+    sa.Column("step", sa.String(100), primary_key=True),
+    sa.Column("variant", sa.String(100), primary_key=True),
+    *[sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in MESSAGE_OUTCOMES],
+)
+
+# The message an order is credited to (last click within N days, else open within M).
+order_attributions = sa.Table(
+    "order_attributions",
+    metadata,
+    sa.Column("order_pk", BigID, primary_key=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("message_key", sa.String(300), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("campaign_id", sa.String(100)),
+    sa.Column("scenario_id", sa.String(100)),
+    sa.Column("step", sa.String(100)),
+    sa.Column("variant", sa.String(100)),
+    # click | open
+    sa.Column("model", sa.String(8), nullable=False),
+    sa.Column("touch_at", UTCDateTime, nullable=False),
+    sa.Index("ix_order_attributions_time", "occurred_at"),
+    sa.Index("ix_order_attributions_campaign", "campaign_id"),
+    sa.Index("ix_order_attributions_scenario", "scenario_id", "step"),
 )
