@@ -11,6 +11,7 @@ import io
 from typing import Any, Literal
 
 import matplotlib
+from cycler import cycler
 
 matplotlib.use("Agg")
 
@@ -23,8 +24,8 @@ MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 # Rapport's palette: first the brand colour, then colours that stay apart for the colour-blind.
 PALETTE = ["#3b5bdb", "#f08c00", "#2f9e44", "#e03131", "#7048e8", "#1098ad", "#868e96"]
 
-_STYLE = {
-    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+_STYLE: Any = {
+    "axes.prop_cycle": cycler(color=PALETTE),
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
