@@ -19,6 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.analytics.attribution import attribute_new_orders
+from rapport.analytics.message_facts import fold_message_events
 from rapport.catalog.products import ProductCache
 from rapport.clock import Clock, SystemClock
 from rapport.customers.computed import Changes, apply_changes, bump_counters
@@ -176,6 +178,16 @@ class Pipeline:
         # transaction so a rolled-back batch sends nothing.
         queued = notify(conn, self.subscriptions.current(conn), rows, now)
         outcome = ecommerce.apply(conn, fresh, ids, now, self.products)
+        # Analytics: what became of each message, then which message each new order owes.
+        fold_message_events(conn, rows)
+        attribute_new_orders(
+            conn,
+            (
+                str(ecommerce.order_id(m.properties))
+                for m in fresh
+                if m.name == "Order Completed" and m.type == "track"
+            ),
+        )
         for cid in outcome.orders_changed:
             changes.setdefault(cid, Changes()).orders_changed = True
         apply_changes(conn, changes, now)

@@ -576,16 +576,18 @@ message_facts = sa.Table(
     sa.Column("step", sa.String(100)),
     sa.Column("template_id", sa.String(100)),
     sa.Column("variant", sa.String(100)),
+    # The day the message was first recorded (queued, normally): the day it is counted on.
+    sa.Column("day", sa.Date, nullable=False),
     *[sa.Column(f"{name}_at", UTCDateTime) for name in MESSAGE_OUTCOMES],
     sa.Column("opens", sa.Integer, nullable=False, server_default="0"),
     sa.Column("clicks", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_message_facts_customer", "customer_id", "sent_at"),
-    sa.Index("ix_message_facts_sent_at", "sent_at"),
+    sa.Index("ix_message_facts_day", "day"),
     sa.Index("ix_message_facts_campaign", "campaign_id"),
     sa.Index("ix_message_facts_scenario", "scenario_id", "step"),
 )
 
-# Messages counted by the day they were sent (queued, when never sent) and where they came
+# Messages counted by the day they were first recorded and where they came
 # from ("" where not applicable, so the key has no NULLs): what dashboards read.
 message_daily = sa.Table(
     "message_daily",
@@ -612,10 +614,13 @@ order_attributions = sa.Table(
     sa.Column("scenario_id", sa.String(100)),
     sa.Column("step", sa.String(100)),
     sa.Column("variant", sa.String(100)),
+    # The credited message's day (message_facts.day): its metrics count the order there.
+    sa.Column("message_day", sa.Date, nullable=False),
     # click | open
     sa.Column("model", sa.String(8), nullable=False),
     sa.Column("touch_at", UTCDateTime, nullable=False),
     sa.Index("ix_order_attributions_time", "occurred_at"),
+    sa.Index("ix_order_attributions_day", "message_day"),
     sa.Index("ix_order_attributions_campaign", "campaign_id"),
     sa.Index("ix_order_attributions_scenario", "scenario_id", "step"),
 )

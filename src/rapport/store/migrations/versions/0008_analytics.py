@@ -51,13 +51,14 @@ def upgrade() -> None:
         sa.Column("step", sa.String(length=100), nullable=True),
         sa.Column("template_id", sa.String(length=100), nullable=True),
         sa.Column("variant", sa.String(length=100), nullable=True),
+        sa.Column("day", sa.Date(), nullable=False),
         *[sa.Column(f"{name}_at", moment, nullable=True) for name in OUTCOMES],
         sa.Column("opens", sa.Integer(), server_default="0", nullable=False),
         sa.Column("clicks", sa.Integer(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("message_key", name=op.f("pk_message_facts")),
     )
     op.create_index("ix_message_facts_customer", "message_facts", ["customer_id", "sent_at"])
-    op.create_index("ix_message_facts_sent_at", "message_facts", ["sent_at"])
+    op.create_index("ix_message_facts_day", "message_facts", ["day"])
     op.create_index("ix_message_facts_campaign", "message_facts", ["campaign_id"])
     op.create_index("ix_message_facts_scenario", "message_facts", ["scenario_id", "step"])
 
@@ -92,11 +93,13 @@ def upgrade() -> None:
         sa.Column("scenario_id", sa.String(length=100), nullable=True),
         sa.Column("step", sa.String(length=100), nullable=True),
         sa.Column("variant", sa.String(length=100), nullable=True),
+        sa.Column("message_day", sa.Date(), nullable=False),
         sa.Column("model", sa.String(length=8), nullable=False),
         sa.Column("touch_at", moment, nullable=False),
         sa.PrimaryKeyConstraint("order_pk", name=op.f("pk_order_attributions")),
     )
     op.create_index("ix_order_attributions_time", "order_attributions", ["occurred_at"])
+    op.create_index("ix_order_attributions_day", "order_attributions", ["message_day"])
     op.create_index("ix_order_attributions_campaign", "order_attributions", ["campaign_id"])
     op.create_index("ix_order_attributions_scenario", "order_attributions", ["scenario_id", "step"])
     op.create_index("ix_orders_occurred_at", "orders", ["occurred_at"])
