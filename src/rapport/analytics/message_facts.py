@@ -51,7 +51,7 @@ def is_message_event(name: str) -> bool:
     return name in OUTCOME_OF_EVENT
 
 
-def fold_message_events(conn: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+def fold_message_events(conn: sa.Connection, rows: Iterable[Mapping[str, Any]] | Any) -> int:
     """Fold stored event rows (customer_id, name, properties, occurred_at) into the facts and
     the daily roll-up; other events are ignored. Returns how many status events counted."""
     items: list[tuple[str, str, Mapping[str, Any]]] = []
@@ -199,5 +199,42 @@ def rebuild_daily(conn: sa.Connection) -> int:
 
 def _origin_exprs() -> list[Any]:
     f = message_facts.c
-    blank = sa.literal_column("''")  # a literal: the same expression in SELECT and GROUP BY
+    blank: Any = sa.literal_column("''")  # a literal: the same expression in SELECT and GROUP BY
     return [sa.func.coalesce(getattr(f, n), blank) for n in ORIGIN]
+
+
+def rebuild_facts(conn: sa.Connection, *, chunk: int = 5000, progress: Any = None) -> int:
+    """Forget the facts and the roll-up and fold every status event on the timeline again,
+    oldest first (after restoring a backup, or on a store older than the facts)."""
+    from rapport.store.tables import events
+
+    conn.execute(message_daily.delete())
+    conn.execute(message_facts.delete())
+    e = events.c
+    names = sorted(OUTCOME_OF_EVENT)
+    last = 0
+    folded = 0
+    while True:
+        rows = (
+            conn.execute(
+                sa.select(e.id, e.customer_id, e.name, e.properties, e.occurred_at)
+                .where(e.id > last, e.name.in_(names))
+                .order_by(e.id)
+                .limit(chunk)
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return folded
+        folded += fold_message_events(conn, rows)
+        last = rows[-1]["id"]
+        if progress is not None:
+            progress(len(rows))
+
+
+def count_status_events(conn: sa.Connection) -> int:
+    from rapport.store.tables import events
+
+    query = sa.select(sa.func.count()).where(events.c.name.in_(sorted(OUTCOME_OF_EVENT)))
+    return int(conn.execute(query).scalar_one())

@@ -19,6 +19,7 @@ from rapport.api import (
     errors,
     ingest_routes,
     push_routes,
+    report_message_routes,
     scenario_routes,
     segment_list_routes,
     segment_routes,
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(channel_routes.router)
     app.include_router(subscription_routes.router)
     app.include_router(tracking_routes.router)
+    app.include_router(report_message_routes.router)
 
     if settings.mail_catcher_dir:  # the demo's caught mail; never mounted otherwise
         from rapport.api import mail_routes

@@ -8,9 +8,11 @@ from __future__ import annotations
 from rapport.cli import (  # noqa: F401  (registers commands)
     bounces,
     campaigns,
+    clv,
     demo,
     imports,
     report,
+    report_messages,
     scenario_dry_run,
     scenario_library,
     scenarios,
