@@ -17,6 +17,7 @@ from rapport.api import (
     customer_routes,
     delivery_routes,
     errors,
+    experiment_routes,
     ingest_routes,
     push_routes,
     report_message_routes,
@@ -112,6 +113,7 @@ def create_app(
     app.include_router(subscription_routes.router)
     app.include_router(tracking_routes.router)
     app.include_router(report_message_routes.router)
+    app.include_router(experiment_routes.router)
 
     if settings.mail_catcher_dir:  # the demo's caught mail; never mounted otherwise
         from rapport.api import mail_routes

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
+import sqlalchemy as sa
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
@@ -22,7 +23,7 @@ from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.api.links import links_of
 from rapport.errors import InvalidInput
-from rapport.messaging import campaign_start
+from rapport.messaging import campaign_start, holdout
 from rapport.messaging import campaigns as store
 from rapport.messaging.campaign_chunk import message_key
 from rapport.messaging.campaign_report import campaign_report
@@ -31,6 +32,7 @@ from rapport.messaging.compose import Origin, Tracking, compose
 from rapport.messaging.policy import Priority, customer_facts, decide, load_policy, save_policy
 from rapport.messaging.templates.store import TemplateNotFound, get_template
 from rapport.store.engine import writing
+from rapport.store.tables import customers
 from rapport.worker import campaign_recorder
 
 log = logging.getLogger("rapport.api.campaigns")
@@ -68,6 +70,7 @@ class CampaignChange(BaseModel):
     local_hour: int | None = None
     throttle_per_minute: int | None = None
     priority: Priority | None = None
+    cap_priority: int | None = None
 
 
 class PreviewRequest(BaseModel):
@@ -100,6 +103,34 @@ def put_policy(request: Request, body: dict[str, Any]) -> Response:
     with writing(request.app.state.engine) as conn:
         policy = save_policy(conn, body, request.app.state.clock.now())
     return _json(policy.model_dump(mode="json"))
+
+
+def _control_doc(conn: sa.Connection, control: holdout.GlobalControl) -> dict[str, Any]:
+    c = customers.c
+    members = conn.execute(
+        sa.select(sa.func.count()).where(
+            c.merged_into.is_(None),
+            c.erased_at.is_(None),
+            holdout.in_global_control_sql(c.id, control),
+        )
+    ).scalar_one()
+    return control.as_dict() | {"members": int(members)}
+
+
+@router.get("/api/policy/global-control", tags=["policy"])
+def get_global_control(request: Request) -> Response:
+    """The global control group (kept out of all marketing) and how many customers it holds."""
+    with request.app.state.engine.connect() as conn:
+        return _json(_control_doc(conn, holdout.global_control(conn)))
+
+
+@router.put("/api/policy/global-control", tags=["policy"])
+def put_global_control(request: Request, body: dict[str, Any]) -> Response:
+    """Set the share (0–50 %); without a salt the group keeps its members. 422 names a bad
+    field, and nothing changes."""
+    with writing(request.app.state.engine) as conn:
+        control = holdout.save_global_control(conn, body, request.app.state.clock.now())
+        return _json(_control_doc(conn, control))
 
 
 # -- campaigns -----------------------------------------------------------------------
@@ -190,7 +221,9 @@ def preview(request: Request, campaign_id: int, body: PreviewRequest) -> Respons
         if cid not in customer_facts(conn, [cid]):
             raise ApiError(404, f"no customer {cid}")
         key = message_key(campaign.id, cid)
-        decision = decide(conn, [cid], campaign.channel, now, campaign.priority)[cid]
+        decision = decide(
+            conn, [cid], campaign.channel, now, campaign.priority, rank=campaign.cap_priority
+        )[cid]
 
         def render(name: str, template_id: int, channel: str, msg_key: str) -> dict[str, Any]:
             try:

@@ -12,6 +12,7 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     demo,
     imports,
     report,
+    report_experiments,
     report_messages,
     scenario_dry_run,
     scenario_library,

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from rapport.messaging.campaign_throttle import Throttle
 from rapport.messaging.campaigns import Campaign
 from rapport.messaging.compose import Origin, Tracking, compose
+from rapport.messaging.holdout import GlobalControl, global_control
 from rapport.messaging.outbox import Event, Fallback, QueuedMessage, enqueue
 from rapport.messaging.policy import (
     Decision,
@@ -49,6 +50,7 @@ class Run:
     policy: Policy
     throttle: Throttle | None
     templates: dict[int, StoredTemplate | None] = field(default_factory=dict)
+    control: GlobalControl | None = None
 
     def template(self, conn: sa.Connection, template_id: int) -> StoredTemplate | None:
         if template_id not in self.templates:
@@ -137,13 +139,24 @@ def compose_chunk(
     ids = [int(r.customer_id) for r in rows]
     facts = customer_facts(conn, ids)
     planned = _planned(run, facts, ids)
-    decisions = decide(
-        conn, ids, c.channel, run.now, c.priority, at=planned, policy=run.policy, facts=facts
-    )
-    fallback_decisions = [
-        decide(conn, ids, str(f["channel"]), run.now, c.priority, policy=run.policy, facts=facts)
-        for f in c.fallback
-    ]
+    if run.control is None:  # read once per run, like the policy
+        run.control = global_control(conn)
+    decisions = {
+        channel: decide(
+            conn,
+            ids,
+            channel,
+            run.now,
+            c.priority,
+            at=planned if channel == c.channel else None,
+            policy=run.policy,
+            facts=facts,
+            rank=c.cap_priority,
+            control=run.control,
+        )
+        for channel in (c.channel, *(str(f["channel"]) for f in c.fallback))
+    }
+    fallback_decisions = [decisions[str(f["channel"])] for f in c.fallback]
     by_name = {str(v["name"]): int(v["template_id"]) for v in c.variants}
     messages: list[QueuedMessage] = []
     for row in rows:
@@ -153,7 +166,7 @@ def compose_chunk(
         template_id = by_name.get(variant)
         tpl = None if template_id is None else run.template(conn, template_id)
         chain = _fallbacks(run, conn, cid, key, origin, fallback_decisions, facts)
-        decision = decisions[cid]
+        decision = decisions[c.channel][cid]
         reason = decision.reason
         if decision.allowed and tpl is None:
             reason = f"template {template_id} was deleted"

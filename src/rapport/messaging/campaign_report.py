@@ -69,6 +69,7 @@ def campaign_report(conn: sa.Connection, campaign: Campaign) -> dict[str, Any]:
     variants: dict[str, dict[str, Any]] = {n: _empty() for n in names}
     total = _empty()
     control = 0
+    global_control = 0  # customers kept out of all marketing (messaging/holdout.py)
 
     def part(name: Any) -> dict[str, Any]:
         return variants.setdefault(str(name), _empty())  # a variant renamed after the start
@@ -82,6 +83,9 @@ def campaign_report(conn: sa.Connection, campaign: Campaign) -> dict[str, Any]:
         n = int(n)
         if status == "control":
             control += n
+            continue
+        if status == "global_control":
+            global_control += n
             continue
         for p in (part(variant), total):
             p["audience"] += n
@@ -131,8 +135,9 @@ def campaign_report(conn: sa.Connection, campaign: Campaign) -> dict[str, Any]:
         "channel": campaign.channel,
         "started_at": campaign.started_at,
         "finished_at": campaign.finished_at,
-        "audience": total["audience"] + control,
+        "audience": total["audience"] + control + global_control,
         CONTROL: control,
+        "global_control": global_control,
         "total": total,
         "variants": variants,
         "by_channel": by_channel,

@@ -113,7 +113,9 @@ def send_campaign(
                     return report
                 if run is None:
                     counts = _audience_counts(conn, campaign_id)
-                    report.total = sum(n for s, n in counts.items() if s != "control")
+                    report.total = sum(
+                        n for s, n in counts.items() if s not in ("control", "global_control")
+                    )
                     report.done = report.total - counts.get("pending", 0)
                     throttle = None
                     if campaign.throttle_per_minute:

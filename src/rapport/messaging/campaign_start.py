@@ -7,7 +7,9 @@ the same customer always lands in the same variant, weights are honoured, and th
 is reproduced exactly by :func:`assignment` in Python. ``control_percent`` of the audience,
 by an independent hash, is the holdout: kept in ``campaign_audience`` with status
 ``control`` for analytics, with nothing sent and nothing written on their card (a holdout
-must look untouched).
+must look untouched). Members of the global control group (``messaging.holdout``) are
+kept the same way with status ``global_control``, ahead of the campaign's own draw, so a
+report tells the two apart; a transactional campaign reaches them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from rapport.messaging.campaigns import (
     get_campaign,
     parse_spec,
 )
+from rapport.messaging.holdout import REASON as GLOBAL_CONTROL
+from rapport.messaging.holdout import global_control, in_global_control_sql
 from rapport.messaging.outbox import SKIPPED, Event, event_for
 from rapport.segments.bucket import P, salt_number
 from rapport.store.engine import upsert
@@ -93,15 +97,23 @@ def freeze_audience(conn: sa.Connection, campaign: Campaign, now: datetime) -> i
         (variant_slot < bound, sa.literal(name))
         for name, bound in variant_bounds(campaign.variants)
     ]
-    variant = sa.case((is_control, sa.literal(CONTROL)), *whens)
-    status = sa.case((is_control, sa.literal("control")), else_=sa.literal("pending"))
+    held: Any = sa.false()
+    if campaign.priority == "marketing":
+        held = in_global_control_sql(cid, global_control(conn))
+    variant = sa.case((held, sa.literal(CONTROL)), (is_control, sa.literal(CONTROL)), *whens)
+    status = sa.case(
+        (held, sa.literal(GLOBAL_CONTROL)),
+        (is_control, sa.literal("control")),
+        else_=sa.literal("pending"),
+    )
+    reason = sa.case((held, sa.literal(GLOBAL_CONTROL)), else_=sa.cast(sa.null(), sa.String))
     source = (
         sa.select(
             sa.literal(campaign.id, sa.BigInteger),
             cid,
             variant,
             status,
-            sa.cast(sa.null(), sa.String),
+            reason,
             sa.literal(now, campaign_audience.c.updated_at.type),
         )
         .select_from(segment_members.join(customers, c.id == cid))

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rapport.clock import utc
 from rapport.errors import InvalidInput, Problem
-from rapport.messaging.policy import Priority, field_path
+from rapport.messaging.policy import DEFAULT_RANK, Priority, field_path
 from rapport.store.tables import campaigns, segments, templates
 
 STATUSES = ("draft", "scheduled", "sending", "sent", "cancelled")
@@ -87,6 +87,8 @@ class CampaignSpec(BaseModel):
     local_hour: int | None = Field(None, ge=0, le=23)
     throttle_per_minute: int | None = Field(None, ge=1, le=1_000_000)
     priority: Priority = "marketing"
+    # Who wins when frequency caps collide, the scale of a scenario's ``priority``.
+    cap_priority: int = Field(DEFAULT_RANK, ge=0, le=100)
 
     @field_validator("send_at")
     @classmethod
@@ -111,6 +113,7 @@ class Campaign:
     local_hour: int | None
     throttle_per_minute: int | None
     priority: str
+    cap_priority: int
     options: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -141,6 +144,7 @@ def _from_row(row: Any) -> Campaign:
         local_hour=row.local_hour,
         throttle_per_minute=row.throttle_per_minute,
         priority=str(options.get("priority", "marketing")),
+        cap_priority=int(options.get("cap_priority", DEFAULT_RANK)),
         options=options,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -230,8 +234,8 @@ def _values(spec: CampaignSpec, options: Mapping[str, Any]) -> dict[str, Any]:
         "send_at": spec.send_at,
         "local_hour": spec.local_hour,
         "throttle_per_minute": spec.throttle_per_minute,
-        # No column for the priority: it rides in ``options`` (no migration needed).
-        "options": {**options, "priority": spec.priority},
+        # No columns for the priorities: they ride in ``options`` (no migration needed).
+        "options": {**options, "priority": spec.priority, "cap_priority": spec.cap_priority},
     }
 
 

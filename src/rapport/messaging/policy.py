@@ -7,19 +7,24 @@ need it and ``scenarios`` imports ``messaging``, never the other way round.
 
 Rules, checked in this order (the first that says no is the reason):
 
+0. **Global control group** — a stable share of customers (``messaging.holdout``) gets no
+   marketing at all, so what CRM as a whole earns can be measured; reason
+   ``global_control``.
 1. **Suppression** — an address that hard-bounced or complained is never sent to.
 2. **Consent** — ``unsubscribed`` always blocks; with ``require_consent`` (the default for
    every customer channel) only ``subscribed`` allows a marketing message, so an absent or
    ``pending`` (double opt-in not confirmed) decision blocks too.
 3. **Frequency caps** — at most N messages per customer per D days on a channel, and
    optionally across all channels, counted from the outbox rows created in the window
-   that were not skipped.
+   that were not skipped. A cap may keep its last slots for senders of a high priority
+   (``reserve``): a scenario's or campaign's priority, 0–100, decides who gets them.
 4. **Quiet hours** — inside the window (customer's timezone) a message is not refused
    but delayed to the window's end: ``Decision.send_at``.
 
-A ``transactional`` message (an order confirmation, a password reset) bypasses caps,
-quiet hours and the consent requirement, but not an explicit ``unsubscribed`` (the
-dispatcher enforces that at send time anyway) nor a suppressed address.
+A ``transactional`` message (an order confirmation, a password reset) bypasses the global
+control group, caps, quiet hours and the consent requirement, but not an explicit
+``unsubscribed`` (the dispatcher enforces that at send time anyway) nor a suppressed
+address.
 
 :func:`decide` answers for a whole batch in a handful of queries, independent of its size:
 campaigns call it for a thousand customers at a time.
@@ -37,10 +42,13 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rapport.errors import InvalidInput, Problem
+from rapport.messaging import holdout
 from rapport.messaging.channels.base import CHANNELS
+from rapport.messaging.holdout import REASON as GLOBAL_CONTROL
+from rapport.messaging.holdout import GlobalControl, control_from, in_global_control
 from rapport.messaging.suppressions import is_suppressed
 from rapport.segments.config import read_setting, write_setting
-from rapport.store.tables import consents, customers, outbox, telegram_chats
+from rapport.store.tables import app_settings, consents, customers, outbox, telegram_chats
 
 SETTING = "policy"
 PRIORITIES = ("marketing", "transactional")
@@ -51,6 +59,19 @@ CUSTOMER_CHANNELS = ("email", "sms", "push", "webpush", "telegram")
 # Channels that interrupt (a phone buzzes); an e-mail waits in the inbox until it is read.
 INTERRUPTING = ("sms", "push", "webpush", "telegram")
 _IN_BATCH = 5000  # ids per IN list: far below both stores' limits on bound parameters
+# A sender's priority when frequency caps collide (a scenario's ``priority``, a campaign's
+# ``cap_priority``): 0–100, higher wins; "normal" when it names none.
+DEFAULT_RANK = 50
+
+
+class Reserve(BaseModel):
+    """The last ``slots`` of a cap are kept for senders of priority ``min_priority`` or more,
+    so a welcome or a cart reminder still gets through after a busy week of promotions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slots: int = Field(ge=1, le=10_000)
+    min_priority: int = Field(ge=1, le=100)
 
 
 class Cap(BaseModel):
@@ -60,6 +81,32 @@ class Cap(BaseModel):
 
     max_messages: int = Field(ge=1, le=10_000)
     days: int = Field(ge=1, le=365)
+    reserve: Reserve | None = None
+
+    @model_validator(mode="after")
+    def _room(self) -> Cap:
+        if self.reserve is not None and self.reserve.slots >= self.max_messages:
+            raise ValueError(
+                f"reserve.slots ({self.reserve.slots}) must be below max_messages "
+                f"({self.max_messages}): lower priorities would get no slot at all"
+            )
+        return self
+
+    def limit(self, rank: int) -> int:
+        """How many messages in the window a sender of priority ``rank`` may fill."""
+        if self.reserve is None or rank >= self.reserve.min_priority:
+            return self.max_messages
+        return self.max_messages - self.reserve.slots
+
+    def refusal(self, count: int, rank: int, what: str) -> str | None:
+        """Why a sender of ``rank`` gets no slot with ``count`` used; None when it does."""
+        if count < self.limit(rank):
+            return None
+        reason = f"frequency cap: {self.max_messages} {what}per {self.days} d"
+        if count < self.max_messages and self.reserve is not None:
+            reserve = self.reserve
+            reason += f", the last {reserve.slots} kept for priority {reserve.min_priority}+"
+        return reason
 
 
 class ChannelRules(BaseModel):
@@ -162,6 +209,17 @@ def parse_policy(doc: Any) -> Policy:
 def load_policy(conn: sa.Connection) -> Policy:
     stored = read_setting(conn, SETTING)
     return Policy() if stored is None else Policy.model_validate(stored)
+
+
+def load_settings(conn: sa.Connection) -> tuple[Policy, GlobalControl]:
+    """The policy and the global control group in one query (both are read per decision)."""
+    k = app_settings.c
+    stored = dict(
+        conn.execute(sa.select(k.key, k.value).where(k.key.in_((SETTING, holdout.SETTING)))).all()
+    )
+    doc = stored.get(SETTING)
+    policy = Policy() if doc is None else Policy.model_validate(doc)
+    return policy, control_from(stored.get(holdout.SETTING))
 
 
 def save_policy(conn: sa.Connection, doc: Any, now: datetime) -> Policy:
@@ -354,21 +412,29 @@ def decide(
     at: Mapping[int, datetime] | None = None,
     policy: Policy | None = None,
     facts: Mapping[int, Reachable] | None = None,
+    rank: int = DEFAULT_RANK,
+    control: GlobalControl | None = None,
 ) -> dict[int, Decision]:
     """A decision for every customer in ``customer_ids`` on ``channel``.
 
     ``at`` gives the moment each message is planned for (a campaign's local hour), so
-    quiet hours are judged when the message would arrive; absent, ``now``. ``policy`` and
-    ``facts`` (from :func:`customer_facts`) may be passed by a caller that has them
-    already. A few queries for the whole batch, whatever its size.
+    quiet hours are judged when the message would arrive; absent, ``now``. ``policy``,
+    ``facts`` (from :func:`customer_facts`) and ``control`` (the global control group) may
+    be passed by a caller that has them already. ``rank`` is the sender's priority (0–100),
+    which decides who may take a cap's reserved slots. A few queries for the whole batch,
+    whatever its size.
     """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
     if priority not in PRIORITIES:
         raise ValueError(f"unknown priority {priority!r} (one of {', '.join(PRIORITIES)})")
+    if not 0 <= rank <= 100:
+        raise ValueError(f"rank {rank} is not from 0 to 100")
     ids = list(dict.fromkeys(int(i) for i in customer_ids))
     if not ids:
         return {}
+    if policy is None and control is None and priority == "marketing":
+        policy, control = load_settings(conn)
     policy = policy or load_policy(conn)
     rules = policy.rules(channel)
     marketing = priority == "marketing"
@@ -378,11 +444,18 @@ def decide(
     }
     alive = [cid for cid in ids if cid in facts]
 
+    if marketing:
+        control = holdout.global_control(conn) if control is None else control
+        if control.enabled:
+            for cid in alive:
+                if in_global_control(cid, control):
+                    out[cid] = Decision(False, GLOBAL_CONTROL)
+
     addresses = _addresses(conn, channel, facts)
     blocked = suppressed_addresses(conn, channel, [a for v in addresses.values() for a in v])
     if blocked:
         for cid in alive:
-            if any(a in blocked for a in addresses.get(cid, ())):
+            if cid not in out and any(a in blocked for a in addresses.get(cid, ())):
                 out[cid] = Decision(False, f"{channel} address is suppressed")
 
     if rules.require_consent or channel in CUSTOMER_CHANNELS:
@@ -402,14 +475,11 @@ def decide(
         counts = recent_counts(conn, left, channel, now, rules.cap, policy.global_cap)
         for cid in left:
             mine, total = counts.get(cid, (0, 0))
-            if rules.cap is not None and mine >= rules.cap.max_messages:
-                cap = rules.cap
-                out[cid] = Decision(
-                    False, f"frequency cap: {cap.max_messages} {channel} per {cap.days} d"
-                )
-            elif policy.global_cap is not None and total >= policy.global_cap.max_messages:
-                cap = policy.global_cap
-                out[cid] = Decision(False, f"frequency cap: {cap.max_messages} per {cap.days} d")
+            refused = rules.cap.refusal(mine, rank, f"{channel} ") if rules.cap else None
+            if refused is None and policy.global_cap is not None:
+                refused = policy.global_cap.refusal(total, rank, "")
+            if refused is not None:
+                out[cid] = Decision(False, refused)
 
     quiet = policy.quiet_hours
     for cid in alive:

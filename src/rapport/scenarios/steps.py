@@ -4,9 +4,11 @@ Each step kind is a small function. A send consults the communication policy, co
 the message and puts it in the outbox under the key ``run:{run}:step:{step}`` (with the
 visit number when a loop returns to a step), in the caller's transaction. What the policy
 refused is enqueued as a skipped row with its reason, so it is on the card's timeline like
-every other message status. Actions that need parts other issues provide (loyalty points,
-coupons) go through :class:`Hooks`; without them the step is logged as skipped, with the
-reason, and the run goes on.
+every other message status. Sends reached in the same round go in the order of their
+scenarios' ``priority`` (higher first, then first come), so when a customer's frequency
+cap has one slot left, the more important message takes it. Actions that need parts other
+issues provide (loyalty points, coupons) go through :class:`Hooks`; without them the step
+is logged as skipped, with the reason, and the run goes on.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rapport.messaging.outbox import (
     QueuedMessage,
     enqueue,
 )
-from rapport.messaging.policy import Decision, decide
+from rapport.messaging.policy import DEFAULT_RANK, Decision, decide
 from rapport.messaging.templates.store import StoredTemplate, get_template
 from rapport.scenarios.model import Scenario, Step
 from rapport.scenarios.runs import Run, end
@@ -68,10 +70,17 @@ Decide = Callable[[sa.Connection, list[int], str, datetime, bool], dict[int, Dec
 
 
 def policy_decide(
-    conn: sa.Connection, ids: list[int], channel: str, now: datetime, transactional: bool
+    conn: sa.Connection,
+    ids: list[int],
+    channel: str,
+    now: datetime,
+    transactional: bool,
+    rank: int = DEFAULT_RANK,
 ) -> dict[int, Decision]:
-    """The global communication policy (messaging/policy.py)."""
-    return decide(conn, ids, channel, now, "transactional" if transactional else "marketing")
+    """The global communication policy (messaging/policy.py); ``rank`` is the scenario's
+    priority, which decides who may take a frequency cap's reserved slots."""
+    kind = "transactional" if transactional else "marketing"
+    return decide(conn, ids, channel, now, kind, rank=rank)
 
 
 @dataclass
@@ -83,6 +92,21 @@ class StepContext:
     recorder: Recorder | None = None
     hooks: Hooks | None = None
     _templates: dict[int, StoredTemplate] = field(default_factory=dict)
+
+    def consult(
+        self,
+        conn: sa.Connection,
+        ids: list[int],
+        channel: str,
+        now: datetime,
+        transactional: bool,
+        rank: int,
+    ) -> dict[int, Decision]:
+        """The policy for a sender of priority ``rank``. A ``decide`` put in place of the
+        global policy (a test's, a dry run's) is asked without it."""
+        if self.decide is policy_decide:
+            return policy_decide(conn, ids, channel, now, transactional, rank)
+        return self.decide(conn, ids, channel, now, transactional)
 
     def template(self, conn: sa.Connection, ref: int | str) -> StoredTemplate | None:
         tid = resolve_template(conn, ref)
@@ -106,12 +130,14 @@ class _Send:
     step: Step
     key: str
     variant: str | None
+    rank: int  # the scenario's priority
 
 
-def _reached(run: Run, step: Step) -> _Send:
+def _reached(scenario: Scenario, run: Run, step: Step) -> _Send:
     key = message_key(run, step.id)
     run.context.setdefault("sent", {})[step.id] = key
-    return _Send(run, step, key, run.context.get("paths", {}).get("ab"))
+    variant = run.context.get("paths", {}).get("ab")
+    return _Send(run, step, key, variant, scenario.definition.priority)
 
 
 def advance_many(
@@ -141,7 +167,7 @@ def advance_many(
             visits = run.context.setdefault("visits", {})
             visits[step.id] = visits.get(step.id, 0) + 1
             if step.send is not None:
-                item = _reached(run, step)
+                item = _reached(scenario, run, step)
                 group = (run.scenario_id, run.version, step.id, item.variant)
                 sends.setdefault(group, []).append(item)
                 run.step = scenario.following(step.id)
@@ -151,7 +177,9 @@ def advance_many(
             run.step = target
             if not stop:  # a wait stops (a trailing one still waits; it ends when it wakes)
                 going.append((scenario, run))
-        for items in sends.values():
+        # Higher priority first when frequency caps collide; sorted() is stable, so equal
+        # priorities keep the order the runs came in (first come, first served).
+        for items in sorted(sends.values(), key=lambda group: -group[0].rank):
             for part in _one_per_customer(items):
                 events.extend(_send_many(conn, ctx, part, now))
         moving = going
@@ -176,7 +204,7 @@ def _execute(
         end(run, "done", "exit step")
         return None, True
     if step.send is not None:
-        events.extend(_send_many(conn, ctx, [_reached(run, step)], now))
+        events.extend(_send_many(conn, ctx, [_reached(scenario, run, step)], now))
         return after, False
     if step.wait is not None:
         return _wait(conn, scenario, run, step, now)
@@ -237,9 +265,8 @@ def _send_many(
         return []
     channel = send.channel or template.channel
     scenario_id = items[0].run.scenario_id
-    decisions = ctx.decide(
-        conn, [i.run.customer_id for i in items], channel, now, send.transactional
-    )
+    ids, rank = [i.run.customer_id for i in items], items[0].rank
+    decisions = ctx.consult(conn, ids, channel, now, send.transactional, rank)
     origin = Origin(scenario_id=scenario_id, step=step_id, variant=items[0].variant)
     chains = _fallback_chains(conn, ctx, items, origin, now)
     messages: dict[str, QueuedMessage] = {}
@@ -313,7 +340,7 @@ def _fallback_chains(
         template = ctx.template(conn, spec.template)
         if template is None:
             continue
-        decisions = ctx.decide(conn, ids, spec.channel, now, send.transactional)
+        decisions = ctx.consult(conn, ids, spec.channel, now, send.transactional, items[0].rank)
         allowed = [i for i in items if decisions[i.run.customer_id].allowed]
         composed = compose_many(
             conn,
