@@ -508,5 +508,9 @@ def test_statements_per_scan_do_not_grow_with_customers(engine: sa.Engine) -> No
             # row (it cannot keep a multi-row one in order there); in process, no round
             # trip. Every statement of the scan itself is still counted.
             first = [s for s in first if not s.startswith("INSERT INTO scenario_runs")]
+        # The webhook subscriptions are reloaded every 2 s of wall time, not per customer:
+        # a slow machine crosses that boundary in one run and not the other.
+        first = [s for s in first if "FROM webhook_subscriptions" not in s]
+        again = [s for s in again if "FROM webhook_subscriptions" not in s]
         counts[n] = (len(first), len(again))
     assert counts[10] == counts[300], counts
