@@ -115,5 +115,9 @@ for _field in (
     column_field("rfm_frequency", "number"),
     column_field("rfm_monetary", "number"),
     column_field("lifecycle_changed_at", "datetime"),
+    # Written by the CLV scoring run (analytics/clv/scoring.py); null until then.
+    column_field("predicted_clv", "number"),
+    column_field("expected_purchases_90d", "number"),
+    column_field("churn_risk", "number"),
 ):
     register(_field)
