@@ -186,6 +186,13 @@ def test_scores_land_on_every_buyer(engine: sa.Engine, monkeypatch: pytest.Monke
     gone = [stored[c] for c in shop.customers("gone")]
     assert min(r[0] for r in regular) > max(g[0] for g in gone)
     assert min(r[1] for r in regular) > 1.0 > max(g[1] for g in gone)
+    # The card shows them.
+    from rapport.customers.card import card
+
+    some = next(iter(buyers))
+    with engine.connect() as conn:
+        computed = card(conn, some, T0)["computed"]  # type: ignore[index]
+    assert (computed["predicted_clv"], computed["churn_risk"]) == (stored[some][0], stored[some][2])
 
 
 def test_churn_risk_in_a_segment_rule(engine: sa.Engine) -> None:

@@ -88,6 +88,11 @@ def computed_fields(row: Any, now: datetime) -> dict[str, Any]:
         },
         "lifecycle_stage": row.lifecycle_stage,
         "lifecycle_changed_at": row.lifecycle_changed_at,
+        # Written by `rapport clv score` (analytics/clv/); null until it runs or without orders.
+        "predicted_clv": row.predicted_clv,
+        "expected_purchases_90d": row.expected_purchases_90d,
+        "churn_risk": row.churn_risk,
+        "clv_scored_at": row.clv_scored_at,
     }
 
 
