@@ -21,7 +21,7 @@ from rapport.ingest.messages import parse_message
 from rapport.pipeline import Pipeline
 from rapport.store.engine import writing
 from rapport.store.tables import customers, identities
-from tests.conftest import T0
+from tests.conftest import T0, _clean
 from tests.helpers import table_counts
 from tests.test_segments_store import both
 
@@ -278,3 +278,32 @@ def test_bad_settings_are_refused_before_reading(engine: sa.Engine) -> None:
     with pytest.raises(InvalidInput) as exc:
         score_store(engine, T0, horizon_months=0, monthly_discount=-0.1)
     assert [p.where for p in exc.value.problems] == ["horizon_months", "monthly_discount"]
+
+
+def test_the_daily_job_scores_and_moves_segments_or_carries_on(engine: sa.Engine) -> None:
+    from rapport.segments.definitions import create_segment
+    from rapport.store.tables import segment_members
+    from rapport.worker import daily
+
+    small = build_shop(engine, T0, regulars=8, gone=6)
+    pipeline = Pipeline(engine, SimulatedClock(T0))
+    daily(pipeline, T0)  # too little history: no scores, and no error
+    assert all(v == (None, None, None, None) for v in stored_scores(engine).values())
+    del small
+    _clean(engine)
+    shop = build_shop(engine, T0)
+    with writing(engine) as conn:
+        sid = create_segment(
+            conn, "at risk", "", {"computed": "churn_risk", "op": "gt", "value": 0.5}, T0
+        ).id
+    pipeline = Pipeline(engine, SimulatedClock(T0))
+    daily(pipeline, T0)
+    with engine.connect() as conn:
+        members = set(
+            conn.execute(
+                sa.select(segment_members.c.customer_id).where(
+                    segment_members.c.segment_id == sid, segment_members.c.until.is_(None)
+                )
+            ).scalars()
+        )
+    assert members == shop.customers("gone")

@@ -25,6 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from rapport.access.signing import signing_key
+from rapport.analytics.clv.errors import ClvError
+from rapport.analytics.clv.scoring import SCORED_FIELDS, score_store
 from rapport.errors import InvalidInput
 from rapport.messaging.backends import routes_from_config
 from rapport.messaging.campaign_send import SendReport, start_due_campaigns
@@ -70,17 +72,30 @@ def sweep_segments(pipeline: Pipeline, now: datetime | None = None) -> SweepResu
 
 
 def daily(pipeline: Pipeline, now: datetime | None = None) -> None:
-    """RFM cells and lifecycle stages move with time; segments reading them follow."""
+    """RFM cells, lifecycle stages and the CLV scores move with time; segments reading
+    them follow. A store with too little history for the CLV models keeps no scores (the
+    models refuse rather than guess) and the rest of the day's work still runs."""
     now = now or pipeline.clock.now()
     recompute_rfm(pipeline.engine, now)
     recompute_lifecycle(pipeline.engine, pipeline, now)
+    try:
+        score_store(pipeline.engine, now)
+    except ClvError as exc:
+        log.info("CLV scores not refreshed: %s", exc)
     with writing(pipeline.engine) as conn:
         index = pipeline.segment_index.current(conn)
         readers = [
             i.segment.id
             for i in index.items
             if i.deps.customer_fields
-            & {"rfm_cell", "rfm_recency", "rfm_frequency", "rfm_monetary", "lifecycle_stage"}
+            & {
+                "rfm_cell",
+                "rfm_recency",
+                "rfm_frequency",
+                "rfm_monetary",
+                "lifecycle_stage",
+                *SCORED_FIELDS,
+            }
         ]
         moves = sweep(conn, index, now, readers) if readers else []
         pipeline.record_many(

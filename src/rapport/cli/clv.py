@@ -27,7 +27,6 @@ clv_app = typer.Typer(
 app.add_typer(clv_app, name="clv")
 
 # Card fields the scoring run writes; segments reading them are re-evaluated after it.
-SCORED_FIELDS = frozenset({"predicted_clv", "expected_purchases_90d", "churn_risk"})
 
 
 class FitModel(StrEnum):
@@ -212,6 +211,7 @@ def clv_score(
 
 def refresh_segments(engine: Any, now: datetime) -> int:
     """Re-evaluate the segments whose rules read a scored field; returns the moves."""
+    from rapport.analytics.clv.scoring import SCORED_FIELDS
     from rapport.pipeline import Pipeline
     from rapport.segments.sweep import sweep
     from rapport.store.engine import writing

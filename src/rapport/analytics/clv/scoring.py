@@ -58,6 +58,9 @@ WRITE_CHUNK = 50_000
 # (stage, done, total): "reading" (orders), "fitting" (models), "writing" (customers).
 Progress = Callable[[str, int, int], None]
 
+# The card fields scoring writes: segments whose rules read them are re-checked after it.
+SCORED_FIELDS = frozenset({"predicted_clv", "expected_purchases_90d", "churn_risk"})
+
 
 def _quiet(stage: str, done: int, total: int) -> None:
     pass
