@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick lint serve clean
+.PHONY: demo test bench bench-quick lint serve clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rapport demo run
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium (Playwright cannot download a browser here).
+# Installed quietly when missing and apt-get can (as root, or with sudo that asks nothing);
+# otherwise the browser tests are skipped and the run says so loudly.
+chromium:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else exit 0; fi; \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq >/dev/null 2>&1 && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+	  echo "chromium could not be installed: the browser tests will be skipped"; }
+
+test: $(STAMP) chromium
 	$(BIN)/python tests/postgres_server.py --ensure
 	$(BIN)/python -m pytest -q
 
@@ -27,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rfm_lifecycle.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/scenarios.py
+	$(BIN)/python bench/analytics.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure

@@ -281,8 +281,12 @@ def test_concurrent_opens_count_once(engine: sa.Engine, pipeline: Pipeline) -> N
     def open_it() -> None:
         barrier.wait()
         with writing(engine) as conn:
-            row = {"customer_id": cid, "name": "Message Opened", "occurred_at": now,
-                   "properties": {"message_id": "m", "channel": "email"}}  # fmt: skip
+            row = {
+                "customer_id": cid,
+                "name": "Message Opened",
+                "occurred_at": now,
+                "properties": {"message_id": "m", "channel": "email"},
+            }
             fold_message_events(conn, [row])
 
     threads = [threading.Thread(target=open_it) for _ in range(4)]

@@ -132,7 +132,9 @@ def attribute_orders(
     return credits
 
 
-def _credits(conn: sa.Connection, found: Sequence[Any], settings: AttributionSettings) -> list[Credit]:
+def _credits(
+    conn: sa.Connection, found: Sequence[Any], settings: AttributionSettings
+) -> list[Credit]:
     """The touches of these orders' customers in the longest window, in one query, chosen
     per order in Python (a handful of messages per customer)."""
     f = message_facts.c

@@ -133,8 +133,17 @@ class MessageMetrics:
         }
 
 
-_COUNTS = ("queued", "sent", "confirmed", "opened", "clicked", "bounced", "complained",
-           "unsubscribed", "failed")  # fmt: skip
+_COUNTS = (
+    "queued",
+    "sent",
+    "confirmed",
+    "opened",
+    "clicked",
+    "bounced",
+    "complained",
+    "unsubscribed",
+    "failed",
+)
 # Roll-up column → MessageMetrics attribute.
 _ATTR = {name: ("confirmed" if name == "delivered" else name) for name in MESSAGE_OUTCOMES}
 

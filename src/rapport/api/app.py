@@ -21,6 +21,7 @@ from rapport.api import (
     ingest_routes,
     push_routes,
     report_message_routes,
+    report_routes,
     scenario_routes,
     segment_list_routes,
     segment_routes,
@@ -35,6 +36,7 @@ from rapport.clock import Clock, SystemClock
 from rapport.pipeline import Pipeline
 from rapport.settings import Settings
 from rapport.store.engine import create_engine
+from rapport.web import install as install_web
 from rapport.worker import ConfiguredDispatcher, DispatchLoop, ScenarioLoop, Sweeper
 
 log = logging.getLogger("rapport.api")
@@ -113,7 +115,9 @@ def create_app(
     app.include_router(subscription_routes.router)
     app.include_router(tracking_routes.router)
     app.include_router(report_message_routes.router)
+    app.include_router(report_routes.router)
     app.include_router(experiment_routes.router)
+    install_web(app)  # the marketers' UI at /, its static files, its error pages
 
     if settings.mail_catcher_dir:  # the demo's caught mail; never mounted otherwise
         from rapport.api import mail_routes

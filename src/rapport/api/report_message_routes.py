@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from rapport.analytics.attribution import load_attribution, parse_attribution, save_attribution
 from rapport.analytics.charts import MEDIA_TYPES
+from rapport.analytics.dashboard import dashboard
 from rapport.analytics.export import to_csv
 from rapport.analytics.message_charts import trend_chart
 from rapport.analytics.message_metrics import (
@@ -106,6 +107,20 @@ def messages_chart(
     with request.app.state.engine.connect() as conn:
         rows = message_metrics(conn, period, q.filter, group_by)
     return Response(trend_chart(rows, fmt, locale), media_type=MEDIA_TYPES[fmt])
+
+
+@router.get("/api/reports/dashboard", tags=["reports"])
+def dashboard_report(
+    request: Request,
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    period: str | None = None,
+) -> Response:
+    """Revenue and CRM's share of it, messages with the previous period and the daily
+    trend, the funnel, active scenarios and alerts (a failing channel, a bounce spike)."""
+    span = _period(request, start, end, period)
+    with request.app.state.engine.connect() as conn:
+        return _json(dashboard(conn, span, request.app.state.clock.now()))
 
 
 @router.get("/api/reports/attribution", tags=["reports"])

@@ -12,6 +12,7 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     demo,
     imports,
     report,
+    report_business,
     report_experiments,
     report_messages,
     scenario_dry_run,
@@ -19,6 +20,7 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     scenarios,
     segments,
     store,
+    users,
 )
 from rapport.cli.common import app
 

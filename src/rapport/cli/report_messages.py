@@ -97,8 +97,18 @@ def messages(
     keys = list(rows[0].key) if rows else []
     for name in keys:
         table.add_column(name)
-    for title in ("sent", "delivered", "open rate", "CTR", "CTOR", "unsub.", "bounce",
-                  "orders", "revenue", "per recipient"):  # fmt: skip
+    for title in (
+        "sent",
+        "delivered",
+        "open rate",
+        "CTR",
+        "CTOR",
+        "unsub.",
+        "bounce",
+        "orders",
+        "revenue",
+        "per recipient",
+    ):
         table.add_column(title, justify="right")
     for d in docs:
         table.add_row(
@@ -157,8 +167,12 @@ def attribution(
         table.add_row(
             row["channel"], f"{row['orders']:,}", _money(row["revenue"]), _pct(row["share"])
         )
-    table.add_row("[b]CRM[/b]", f"{share['crm_orders']:,}", _money(share["crm_revenue"]),
-                  _pct(share["crm_share"]))  # fmt: skip
+    table.add_row(
+        "[b]CRM[/b]",
+        f"{share['crm_orders']:,}",
+        _money(share["crm_revenue"]),
+        _pct(share["crm_share"]),
+    )
     table.add_row("all orders", f"{share['orders']:,}", _money(share["revenue"]), "100 %")
     console.print(table)
     if csv is not None:

@@ -35,6 +35,12 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
 def keys_create(
     kind: Annotated[str, typer.Option("--kind", help="write (ingest) or secret (management API)")],
     name: Annotated[str, typer.Option("--name", help="what the key is for")] = "default",
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role", help="a secret key's role: admin (default), marketer, analyst or viewer"
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a key. The key itself is printed once, as the last line: store it now."""
@@ -43,7 +49,10 @@ def keys_create(
     if kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="--kind")
     engine = create_engine(settings_for(database_url).database_url)
-    created = create_key(engine, kind, name, SystemClock().now())
+    try:
+        created = create_key(engine, kind, name, SystemClock().now(), role)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--role") from None
     console.print(
         f"Created {kind} key #{created.id} ({name}). It is shown only now:", highlight=False
     )
@@ -55,11 +64,12 @@ def keys_list(database_url: DatabaseUrl = None) -> None:
     """List keys (their prefixes only: the keys themselves are not stored)."""
     from rapport.access.keys import list_keys
 
-    table = Table("id", "kind", "name", "prefix", "created", "revoked")
+    table = Table("id", "kind", "role", "name", "prefix", "created", "revoked")
     for key in list_keys(create_engine(settings_for(database_url).database_url)):
         table.add_row(
             str(key["id"]),
             str(key["kind"]),
+            str(key["role"] or "—"),
             str(key["name"]),
             f"{key['prefix']}…",
             str(key["created_at"])[:19],

@@ -250,6 +250,9 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+    # What a secret key may do (access/roles.py); None for write keys (ingest only).
+    # Migration 0009 gave the secret keys made before it the admin role.
+    sa.Column("role", sa.String(16), nullable=True),
 )
 
 segments = sa.Table(
@@ -623,4 +626,69 @@ order_attributions = sa.Table(
     sa.Index("ix_order_attributions_day", "message_day"),
     sa.Index("ix_order_attributions_campaign", "campaign_id"),
     sa.Index("ix_order_attributions_scenario", "scenario_id", "step"),
+)
+
+
+# Access (access/): the people who use the web UI, their sessions, and the audit log.
+# Role of a person or a secret key: admin | marketer | analyst | viewer (access/roles.py).
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    # argon2id, in the PHC string format (parameters and salt inside).
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("disabled_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_login_at", UTCDateTime),
+)
+
+# Server-side sessions: the cookie holds a random token, the row its SHA-256 (a copy of
+# the table lets nobody log in).
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", BigID, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(300)),
+)
+
+# Failed logins, counted per email and address over a window (access/ratelimit.py).
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_login_failures_email_ip_at", "email", "ip", "at"),
+)
+
+# Who changed what, when: one row per change, written in the change's transaction.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    # user | key | cli | system
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_id", sa.String(100)),
+    # The actor's email or key name at the time (kept when the user is renamed).
+    sa.Column("actor_name", sa.String(320), nullable=False),
+    # <object>.<verb>: user.create, user.set_role, session.login, …
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("object_type", sa.String(50), nullable=False),
+    sa.Column("object_id", sa.String(200)),
+    sa.Column("details", JSONDoc, nullable=False),
+    sa.Column("ip", sa.String(64)),
+    sa.Index("ix_audit_log_at", "at"),
+    sa.Index("ix_audit_log_object", "object_type", "object_id"),
 )
