@@ -226,7 +226,6 @@ def test_sections_not_built_yet_say_so(web: TestClient, engine: sa.Engine) -> No
         "campaigns",
         "templates",
         "loyalty",
-        "reports",
         "tasks",
     }
     for section in coming:

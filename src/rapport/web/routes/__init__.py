@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from rapport.web.routes import audit, auth, coming, customers, dashboard, keys, settings, users
+from rapport.web.routes import (
+    audit,
+    auth,
+    coming,
+    customers,
+    dashboard,
+    keys,
+    reports,
+    settings,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
@@ -17,5 +27,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     users.router,
     keys.router,
     audit.router,
+    reports.router,
     coming.router,
 )
