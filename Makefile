@@ -49,6 +49,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/rfm_lifecycle.py --quick
 	$(BIN)/python bench/send.py --quick
 	$(BIN)/python bench/scenarios.py --quick
+	$(BIN)/python bench/analytics.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
