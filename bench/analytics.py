@@ -16,9 +16,10 @@ beside the ``lifetimes`` package, on the same data in the same run.
 
 Prints tables and writes bench/results/analytics.json.
 
-    python bench/analytics.py                 # full run (about an hour, most of it building)
+    python bench/analytics.py                 # full run (~70 minutes, most of it building)
     python bench/analytics.py --quick         # 20,000 customers, under a minute
-    python bench/analytics.py --stores postgres --customers 200000 --part a --explain
+    python bench/analytics.py --stores postgres --customers 200000 --part a --explain --keep
+    python bench/analytics.py --part a --stores postgres --reuse postgres=postgresql://…
 """
 
 from __future__ import annotations
