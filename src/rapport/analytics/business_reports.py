@@ -7,8 +7,6 @@ the two cannot drift apart in defaults or in what a parameter means.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,6 +15,7 @@ import sqlalchemy as sa
 
 from rapport.analytics.business import business_report
 from rapport.analytics.cohorts import cohort_report
+from rapport.analytics.export import to_csv
 from rapport.analytics.funnel import funnel_report
 from rapport.analytics.ltv import ltv_report
 from rapport.analytics.periods import parse_period
@@ -80,9 +79,4 @@ def run_report(
 def csv_text(report: Report) -> str:
     """The report's table as CSV; an unknown figure is an empty field, never a zero."""
     columns, rows = report.table()
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return out.getvalue()
+    return to_csv([dict(zip(columns, row, strict=True)) for row in rows], columns, bom=False)

@@ -14,7 +14,10 @@ from typing import Any
 import orjson
 
 
-def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+def to_csv(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None, *, bom: bool = True
+) -> str:
+    """``bom`` marks the file as UTF-8 for spreadsheets; leave it out for programs."""
     rows = list(rows)
     if columns is None:
         seen: dict[str, None] = {}
@@ -22,7 +25,8 @@ def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = No
             seen.update(dict.fromkeys(row))
         columns = list(seen)
     buf = io.StringIO()
-    buf.write("\ufeff")  # spreadsheets then read the file as UTF-8 (Cyrillic names)
+    if bom:
+        buf.write("\ufeff")  # spreadsheets then read the file as UTF-8 (Cyrillic names)
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:

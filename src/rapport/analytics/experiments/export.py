@@ -8,12 +8,11 @@ precision with a dot, whatever the locale.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from typing import Any
 
 from rapport.analytics.experiments.sample_size import SampleSize
+from rapport.analytics.export import to_csv
 
 SPLIT_COLUMNS = [
     "week",
@@ -58,12 +57,7 @@ def _cell(value: Any) -> Any:
 
 
 def _write(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in columns})
-    return buf.getvalue()
+    return to_csv(({k: _cell(row.get(k)) for k in columns} for row in rows), columns, bom=False)
 
 
 def _comparison(c: dict[str, Any] | None) -> dict[str, Any]:
