@@ -30,7 +30,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from rapport.analytics.periods import Period
-from rapport.customers.computed import COUNTED_ORDER_STATUSES
+from rapport.customers.computed import counted_order
 from rapport.errors import InvalidInput, Problem
 from rapport.store.tables import (
     MESSAGE_OUTCOMES,
@@ -224,7 +224,7 @@ def _conversions(
     where = [
         a.message_day >= period.first,
         a.message_day <= period.last,
-        o.status.in_(COUNTED_ORDER_STATUSES),
+        counted_order(),
         *_origin_filter(a, flt),
     ]
     if flt.segment_id is not None:
@@ -312,17 +312,20 @@ def crm_revenue_share(
     o = orders.c
     a = order_attributions.c
     where = [o.occurred_at >= period.start, o.occurred_at < period.end]
-    where.append(o.status.in_(COUNTED_ORDER_STATUSES))
+    where.append(counted_order())
     if segment_id is not None:
         _check_segment(conn, segment_id)
         where.append(_member(o.customer_id, segment_id))
     total_orders, total = conn.execute(
         sa.select(sa.func.count(), sa.func.sum(o.total - o.refunded)).where(*where)
     ).one()
+    # The credited orders are found by their own copy of the order's time (an index range
+    # of order_attributions, a few per cent of the orders), then joined to orders by key.
+    credited_in = [a.occurred_at >= period.start, a.occurred_at < period.end]
     per_channel = conn.execute(
         sa.select(a.channel, sa.func.count(), sa.func.sum(o.total - o.refunded))
-        .select_from(orders.join(order_attributions, a.order_pk == o.id))
-        .where(*where)
+        .select_from(order_attributions.join(orders, a.order_pk == o.id))
+        .where(*credited_in, *where)
         .group_by(a.channel)
         .order_by(a.channel)
     ).all()

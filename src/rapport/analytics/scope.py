@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rapport.analytics.periods import Period
-from rapport.customers.computed import COUNTED_ORDER_STATUSES
+from rapport.customers.computed import COUNTED_ORDER_STATUSES, counted_order
 from rapport.errors import InvalidInput, Problem
 from rapport.segments.definitions import SegmentNotFound, find_segment
 from rapport.segments.lifecycle import LifecycleThresholds, current_thresholds
@@ -111,7 +111,7 @@ def check_margin(margin: float, where: str = "margin") -> float:
 
 def counted() -> sa.ColumnElement[bool]:
     """Orders that count: completed (a partial refund keeps one counted, with less revenue)."""
-    return orders.c.status.in_(COUNTED_ORDER_STATUSES)
+    return counted_order()
 
 
 def net_amount() -> sa.ColumnElement[float]:
