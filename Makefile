@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,recommend]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/scenarios.py
 	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/loyalty_recs.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure
@@ -50,6 +51,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/send.py --quick
 	$(BIN)/python bench/scenarios.py --quick
 	$(BIN)/python bench/analytics.py --quick
+	$(BIN)/python bench/loyalty_recs.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

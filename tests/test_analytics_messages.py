@@ -297,3 +297,24 @@ def test_concurrent_opens_count_once(engine: sa.Engine, pipeline: Pipeline) -> N
     with engine.connect() as conn:
         assert conn.execute(sa.select(message_daily.c.opened)).scalar_one() == 1
         assert conn.execute(sa.select(message_facts.c.opens)).scalar_one() == 4
+
+
+def test_an_order_sent_again_with_another_time_moves_its_credit(
+    engine: sa.Engine, pipeline: Pipeline, clock: SimulatedClock
+) -> None:
+    """The CRM share finds credits by their copy of the order's time: it follows the order."""
+    cid = identify(pipeline, "u1")
+    _send(pipeline, cid, "m1", campaign_id=1)
+    _status(pipeline, cid, "Message Clicked", "m1", campaign_id=1)
+    clock.advance(timedelta(hours=2))
+    _order(pipeline, "u1", "o1", 120)
+    first_day = clock.now().date()
+    assert _credit(engine, "o1").occurred_at == clock.now()
+    clock.advance(DAY * 2)  # the shop sends the order again: its time is now
+    _order(pipeline, "u1", "o1", 120)
+    assert _credit(engine, "o1").occurred_at == clock.now()
+    with engine.connect() as conn:
+        before = crm_revenue_share(conn, Period(first_day, first_day + DAY))
+        after = crm_revenue_share(conn, Period(clock.now().date(), clock.now().date() + DAY))
+    assert (before["revenue"], before["crm_revenue"]) == (0, 0)
+    assert (after["revenue"], after["crm_revenue"]) == (120, 120)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -130,14 +131,50 @@ def test_generation_fills_a_consistent_store(engine: sa.Engine) -> None:
         assert with_email >= SMALL.customers
 
 
-def test_demo_run_prints_keys_and_summary(tmp_path: Path) -> None:
+def test_demo_run_prints_keys_login_summary_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the demo's mail directory is made in the working directory
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    out = CliRunner().invoke(
-        app,
-        ["demo", "run", "--customers", "20", "--months", "1", "--database-url", url, "--no-serve"],
-    )
+    report = tmp_path / "report.html"
+    args = ["--customers", "20", "--months", "1", "--days", "2", "--database-url", url]
+    out = CliRunner().invoke(app, ["demo", "run", *args, "--report", str(report), "--no-serve"])
     assert out.exit_code == 0, out.output
     assert "Demo shop (synthetic data)" in out.output
+    assert "Simulated days (synthetic data)" in out.output
     lines = out.output.splitlines()
     assert any(line.startswith("Write key") and "wk_" in line for line in lines)
     assert any(line.startswith("Secret key") and "sk_" in line for line in lines)
+    login = next(line for line in lines if line.startswith("UI login:"))
+    email, password = login.split()[2], login.split()[4]
+    engine = sa.create_engine(url)
+    from rapport.access.users import authenticate
+    from rapport.clock import SystemClock
+
+    assert authenticate(engine, email, password, SystemClock().now()) is not None
+    engine.dispose()
+    assert report.exists() and "comes from a simulation" in report.read_text(encoding="utf-8")
+
+
+def test_a_bad_strategy_stops_the_demo_before_it_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios: [welcome]\nglobal_control: -1\n", encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    out = CliRunner().invoke(
+        app, ["demo", "run", "--strategy", str(bad), "--database-url", url, "--no-serve"]
+    )
+    assert out.exit_code == 2
+    assert "bad.yaml" in out.output and "global_control" in out.output
+    assert not (tmp_path / "demo.db").exists()
+
+
+def test_history_before_simulated_days_is_the_same_shop() -> None:
+    """With simulated days, the history ends earlier; for one seed and span it is
+    identical, byte for byte, and ends where the simulation starts."""
+    config = DemoConfig(customers=40, months=1, days=5, seed=7, end=SMALL.end)
+    assert _stream(config) == _stream(config)
+    history = History(config)
+    moments = [s.at for s in history.messages()]
+    assert moments[-1] <= config.history_end().timestamp()
+    later = [s.at for s in history.until(config.period()[1].timestamp())]
+    assert later and min(later) >= moments[-1] and later == sorted(later)

@@ -2,7 +2,8 @@
 
 Hypothesis builds a small store (customers with attributes, traits of every JSON type,
 computed fields, events with properties spread over days, consents, RFM cells, lifecycle
-stages, memberships) and random rule trees, and checks that ``member_ids`` (SQL) and
+stages, memberships, loyalty accounts and point lots expiring around the window bounds)
+and random rule trees, and checks that ``member_ids`` (SQL) and
 ``evaluate`` (Python) return the same customers. ``now`` is drawn around day and year
 boundaries and a leap day, where the two would most easily disagree.
 """
@@ -23,7 +24,7 @@ from rapport.segments.lifecycle import STAGES
 from rapport.segments.rfm import CELLS
 from rapport.segments.rules import parse_rule
 from rapport.store.engine import writing
-from rapport.store.tables import customers
+from rapport.store.tables import customers, loyalty_accounts, loyalty_lots
 from tests.test_segments_store import (
     add_customer,
     add_events,
@@ -45,10 +46,30 @@ PLANS = ["gold", "silver", "Gold", "gold-plus"]
 CATEGORIES = ["shoes", "bags", "hats"]
 CAMPAIGNS = ["c1", "c2"]
 CHANNELS = ["email", "sms"]
+TIERS = ["Silver", "Gold", "gold"]
 SEGMENTS = 2
 
 days = st.integers(min_value=0, max_value=45)
 moment = st.tuples(days, st.integers(0, 23 * 60 + 59))  # days back, minute of the day
+# When a lot expires, from now: hours either side, and exactly on the window bounds.
+EXPIRY_DAYS = [1, 7, 30]
+expiry = st.one_of(
+    st.none(),
+    st.integers(-48, 40 * 24).map(lambda h: timedelta(hours=h)),
+    st.sampled_from([0, *EXPIRY_DAYS]).map(lambda d: timedelta(days=d)),
+)
+lot = st.tuples(st.sampled_from(["active", "active", "pending"]), st.integers(0, 120), expiry)
+loyalty = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {
+            "balance": st.sampled_from([0, 1, 99, 100, 250]),
+            "pending": st.sampled_from([0, 5]),
+            "tier": st.one_of(st.none(), st.sampled_from(TIERS)),
+            "lots": st.lists(lot, max_size=4),
+        }
+    ),
+)
 
 
 def _json_value() -> st.SearchStrategy[Any]:
@@ -99,6 +120,7 @@ customer = st.fixed_dictionaries(
             ),
             max_size=6,
         ),
+        "loyalty": loyalty,
     }
 )
 
@@ -270,7 +292,32 @@ def _profile() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-leaf = st.one_of(_attribute(), _computed(), _event(), _profile())
+def _loyalty() -> st.SearchStrategy[dict[str, Any]]:
+    tier = st.one_of(
+        st.tuples(st.sampled_from(["eq", "ne"]), st.sampled_from(TIERS)),
+        st.tuples(st.sampled_from(["in", "not_in"]), st.lists(st.sampled_from(TIERS), min_size=1)),
+        st.tuples(st.just("exists"), st.none()),
+    ).map(lambda t: {"loyalty": "tier", "op": t[0], "value": t[1]})
+    points = st.builds(
+        lambda name, op, value: {"loyalty": name, "op": op, "value": value},
+        st.sampled_from(["balance", "pending"]),
+        st.sampled_from(["eq", "ne", "lt", "le", "gt", "ge"]),
+        st.sampled_from([0, 1, 5, 99.5, 100]),
+    )
+    spread = st.sampled_from([[0, 0], [1, 100], [5, 250]]).map(
+        lambda v: {"loyalty": "balance", "op": "between", "value": v}
+    )
+    expiring = st.builds(
+        lambda d, x: {"loyalty": "points_expiring", "within_days": d, "at_least": x},
+        st.sampled_from(EXPIRY_DAYS),
+        st.one_of(st.none(), st.sampled_from([1, 50, 120])),
+    )
+    return st.one_of(tier, points, spread, expiring).map(
+        lambda d: {k: v for k, v in d.items() if v is not None}
+    )
+
+
+leaf = st.one_of(_attribute(), _computed(), _event(), _profile(), _loyalty())
 rules = st.recursive(
     leaf,
     lambda children: st.one_of(
@@ -294,6 +341,8 @@ def _store(engine: sa.Engine, now: datetime, people: list[dict[str, Any]]) -> li
     ids: list[int] = []
     with writing(engine) as conn:
         wipe(conn)
+        for table in (loyalty_lots, loyalty_accounts):
+            conn.execute(table.delete())
         for s in range(1, SEGMENTS + 1):
             assert add_segment(conn, f"s{s}") is not None
         seg_ids = [
@@ -344,7 +393,35 @@ def _store(engine: sa.Engine, now: datetime, people: list[dict[str, Any]]) -> li
                 set_consent(conn, cid, channel, status)
             for s, left in p["segments"].items():
                 add_member(conn, seg_ids[s - 1], cid, left=left)
+            if p["loyalty"] is not None:
+                _add_loyalty(conn, cid, now, p["loyalty"])
     return ids
+
+
+def _add_loyalty(conn: sa.Connection, cid: int, now: datetime, data: dict[str, Any]) -> None:
+    """The account row and lots as the ledger leaves them (the evaluators read only these)."""
+    conn.execute(
+        loyalty_accounts.insert().values(
+            customer_id=cid,
+            balance=data["balance"],
+            pending=data["pending"],
+            tier=data["tier"],
+            updated_at=now,
+        )
+    )
+    for i, (status, remaining, ahead) in enumerate(data["lots"]):
+        conn.execute(
+            loyalty_lots.insert().values(
+                customer_id=cid,
+                entry_id=i + 1,
+                points=max(remaining, 1),
+                remaining=remaining,
+                status=status,
+                activates_at=now + timedelta(days=1) if status == "pending" else None,
+                expires_at=None if ahead is None else now + ahead,
+                created_at=now,
+            )
+        )
 
 
 def _remap_segments(rule: Any, seg_ids: list[int]) -> Any:

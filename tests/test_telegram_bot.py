@@ -206,7 +206,7 @@ def test_balance_shows_loyalty_and_orders(bot: Bot, monkeypatch: pytest.MonkeyPa
         assert r.status_code == 200, r.text
 
     # The loyalty programme will answer through this one function.
-    def loyalty(conn: sa.Connection, customer_id: int) -> dict[str, Any]:
+    def loyalty(conn: sa.Connection, customer_id: int, now: Any) -> dict[str, Any]:
         assert customer_id == cid
         return {"balance": 21, "tier": "Gold", "points_expiring": 2}
 

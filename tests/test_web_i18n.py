@@ -97,7 +97,7 @@ def test_the_switch_changes_every_page(web: TestClient, engine: sa.Engine) -> No
         ("/", ["Сводка", "Выручка", "Воронка"]),
         ("/customers", ["Клиенты", "Поиск по id, email, телефону или имени"]),
         ("/settings/users", ["Пользователи", "Новый пользователь"]),
-        ("/segments", ["Эта страница ещё не готова."]),
+        ("/segments", ["Сегменты", "Найти сегмент или список по имени"]),
     ):
         page = web.get(path)
         assert page.headers["Content-Language"] == "ru"

@@ -63,10 +63,16 @@ def csrf_of(client: TestClient, path: str = "/settings") -> str:
     return found.group(1)
 
 
-def audit_rows(engine: sa.Engine, action: str | None = None) -> list[sa.Row]:
+def audit_rows(
+    engine: sa.Engine, action: str | None = None, *, kind: str | None = None
+) -> list[sa.Row]:
+    """The audit entries, oldest first; ``kind`` keeps one door's (``user``: the UI's, when
+    a test also set things up through the API, whose key changes are audited too)."""
     query = sa.select(audit_log).order_by(audit_log.c.id)
     if action:
         query = query.where(audit_log.c.action == action)
+    if kind:
+        query = query.where(audit_log.c.actor_kind == kind)
     with engine.connect() as conn:
         return list(conn.execute(query).all())
 

@@ -29,6 +29,18 @@ from rapport.customers.timeline import existing_message_ids, store_events
 from rapport.ingest import ecommerce
 from rapport.ingest.identity import resolve
 from rapport.ingest.incoming import Incoming
+from rapport.loyalty.hooks import LoyaltyHooks
+from rapport.loyalty.ledger import (
+    ACTIVATED,
+    ADJUSTED,
+    EARNED,
+    EXPIRED,
+    REDEEMED,
+    RETURNED,
+    REVERSED,
+    TIER_CHANGED,
+)
+from rapport.loyalty.reactions import on_events as loyalty_on_events
 from rapport.messaging.compose import Tracking
 from rapport.messaging.event_subscriptions import SubscriptionIndex, notify
 from rapport.messaging.outbox import QUEUED
@@ -64,7 +76,10 @@ class Pipeline:
         # message is composed; a server or worker sets it, None sends plain messages.
         self.links: Callable[[], Links | None] = lambda: None
         self.scenarios = Engine(
-            ScenarioIndex(), StepContext(tracking=lambda: Tracking(self.links()), recorder=self)
+            ScenarioIndex(),
+            StepContext(
+                tracking=lambda: Tracking(self.links()), recorder=self, hooks=LoyaltyHooks()
+            ),
         )
         # Set after a commit that queued outbox messages: a dispatch loop of this process
         # waits on it, so a triggered message leaves at once rather than at its next poll.
@@ -194,9 +209,35 @@ class Pipeline:
         bump_counters(conn, counters)
         set_consents(conn, consent_changes)
         _store_groups(conn, groups, now)
+        # Loyalty: points for the orders just written, bonuses, tiers; its events (tier
+        # changes, points earned) are recorded like any other, so scenarios can react.
+        points_events = loyalty_on_events(conn, fresh, ids, now)
+        if points_events:
+            self.record_many(conn, points_events, react=react)
         if react:
             queued += self._react(conn, fresh, ids, changes, consent_changes, now)
+        else:
+            self._refresh_loyalty_segments(conn, fresh, ids, now)
         return queued
+
+    def _refresh_loyalty_segments(
+        self, conn: sa.Connection, fresh: list[Incoming], ids: list[int], now: datetime
+    ) -> None:
+        """Points moved by events recorded without reactions (a scenario's ``add_points``,
+        whose events the engine hands back): segments with loyalty conditions still follow
+        the ledger in this transaction. Their moves start no scenario here."""
+        touched = {
+            cid: Touched(loyalty=True)
+            for msg, cid in zip(fresh, ids, strict=True)
+            if msg.name in LEDGER_EVENTS
+        }
+        if not touched:
+            return
+        moves = refresh(conn, self.segment_index.current(conn), touched, now)
+        if moves:
+            self.record_many(
+                conn, [(m.customer_id, m.name, m.properties) for m in moves], react=False
+            )
 
     def _react(
         self,
@@ -292,6 +333,13 @@ ORDER_FIELDS = (
 )
 
 
+# The programme's events: each comes with a ledger entry (balance, pending, lots) or a tier
+# move, in the transaction that records it; segments with loyalty conditions re-check.
+LEDGER_EVENTS = frozenset(
+    (EARNED, ACTIVATED, REDEEMED, RETURNED, REVERSED, EXPIRED, ADJUSTED, TIER_CHANGED)
+)
+
+
 def _system_touches(msg: Incoming, touched: Touched) -> None:
     """What the events Rapport records itself say changed, beyond their own name."""
     props = msg.properties
@@ -304,6 +352,8 @@ def _system_touches(msg: Incoming, touched: Touched) -> None:
         touched.traits = touched.traits or "traits" in props["fields"]
     elif msg.name == "Lifecycle Stage Changed":
         touched.fields.update(("lifecycle_stage", "lifecycle_changed_at"))
+    elif msg.name in LEDGER_EVENTS:
+        touched.loyalty = True
 
 
 def _store_groups(

@@ -28,6 +28,7 @@ from rapport.access.signing import signing_key
 from rapport.analytics.clv.errors import ClvError
 from rapport.analytics.clv.scoring import SCORED_FIELDS, score_store
 from rapport.errors import InvalidInput
+from rapport.loyalty.daily import run_daily as run_loyalty_daily
 from rapport.messaging.backends import routes_from_config
 from rapport.messaging.campaign_send import SendReport, start_due_campaigns
 from rapport.messaging.channel_config import ChannelsConfig, dump, load_channels
@@ -39,6 +40,7 @@ from rapport.messaging.event_subscriptions import signing_lookup
 from rapport.messaging.outbox import QUEUED, Event
 from rapport.messaging.tracking import Links
 from rapport.pipeline import Pipeline
+from rapport.recommend.build import build_daily as build_recommendations_daily
 from rapport.scenarios.time_triggers import scan_time_triggers
 from rapport.segments.lifecycle import recompute_lifecycle
 from rapport.segments.rfm import recompute_rfm
@@ -82,6 +84,7 @@ def daily(pipeline: Pipeline, now: datetime | None = None) -> None:
         score_store(pipeline.engine, now)
     except ClvError as exc:
         log.info("CLV scores not refreshed: %s", exc)
+    run_loyalty_daily(pipeline.engine, now, event_recorder(pipeline))  # scenarios react
     with writing(pipeline.engine) as conn:
         index = pipeline.segment_index.current(conn)
         readers = [
@@ -101,6 +104,7 @@ def daily(pipeline: Pipeline, now: datetime | None = None) -> None:
         pipeline.record_many(
             conn, [(m.customer_id, m.name, m.properties) for m in moves], react=False
         )
+    build_recommendations_daily(pipeline.engine, now)  # last: the longest, and it stands alone
 
 
 class Sweeper:

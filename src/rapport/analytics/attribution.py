@@ -104,8 +104,23 @@ def attribute_new_orders(conn: sa.Connection, order_ids: Iterable[str]) -> list[
     wanted = sorted(set(order_ids))
     if not wanted:
         return []
-    pks = conn.execute(sa.select(orders.c.id).where(orders.c.order_id.in_(wanted))).scalars()
-    return attribute_orders(conn, list(pks))
+    pks = list(conn.execute(sa.select(orders.c.id).where(orders.c.order_id.in_(wanted))).scalars())
+    _follow_order_times(conn, pks)
+    return attribute_orders(conn, pks)
+
+
+def _follow_order_times(conn: sa.Connection, order_pks: list[int]) -> None:
+    """A credit keeps a copy of its order's time (the CRM share finds credits in a period by
+    it); an order sent again with another time moves its credit's copy with it."""
+    if not order_pks:
+        return
+    a = order_attributions.c
+    moved = sa.select(orders.c.occurred_at).where(orders.c.id == a.order_pk).scalar_subquery()
+    conn.execute(
+        order_attributions.update()
+        .where(a.order_pk.in_(order_pks), a.occurred_at != moved)
+        .values(occurred_at=moved)
+    )
 
 
 def attribute_orders(

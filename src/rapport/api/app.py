@@ -14,18 +14,23 @@ from rapport.access.keys import KeyChecker
 from rapport.api import (
     campaign_routes,
     channel_routes,
+    coupon_routes,
     customer_routes,
     delivery_routes,
     errors,
     experiment_routes,
     ingest_routes,
+    loyalty_routes,
     push_routes,
+    recommendation_routes,
     report_message_routes,
     report_routes,
     scenario_routes,
     segment_list_routes,
     segment_routes,
+    strategy_routes,
     subscription_routes,
+    task_routes,
     telegram_routes,
     template_routes,
     tracking_routes,
@@ -117,6 +122,11 @@ def create_app(
     app.include_router(report_message_routes.router)
     app.include_router(report_routes.router)
     app.include_router(experiment_routes.router)
+    app.include_router(recommendation_routes.router)
+    app.include_router(loyalty_routes.router)
+    app.include_router(coupon_routes.router)
+    app.include_router(strategy_routes.router)
+    app.include_router(task_routes.router)
     install_web(app)  # the marketers' UI at /, its static files, its error pages
 
     if settings.mail_catcher_dir:  # the demo's caught mail; never mounted otherwise

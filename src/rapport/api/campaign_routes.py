@@ -19,18 +19,18 @@ from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.api.links import links_of
 from rapport.errors import InvalidInput
 from rapport.messaging import campaign_start, holdout
 from rapport.messaging import campaigns as store
-from rapport.messaging.campaign_chunk import message_key
+from rapport.messaging.campaign_preview import PreviewCustomerNotFound, preview_campaign
 from rapport.messaging.campaign_report import campaign_report
 from rapport.messaging.campaign_send import send_campaign
-from rapport.messaging.compose import Origin, Tracking, compose
-from rapport.messaging.policy import Priority, customer_facts, decide, load_policy, save_policy
-from rapport.messaging.templates.store import TemplateNotFound, get_template
+from rapport.messaging.compose import Tracking
+from rapport.messaging.policy import Priority, load_policy, save_policy
 from rapport.store.engine import writing
 from rapport.store.tables import customers
 from rapport.worker import campaign_recorder
@@ -102,7 +102,9 @@ def put_policy(request: Request, body: dict[str, Any]) -> Response:
     """Replace the policy; a bad field answers 422 naming it, and nothing changes."""
     with writing(request.app.state.engine) as conn:
         policy = save_policy(conn, body, request.app.state.clock.now())
-    return _json(policy.model_dump(mode="json"))
+        saved = policy.model_dump(mode="json")
+        record_key_change(conn, request, "policy.update", "policy", "policy", {"policy": saved})
+    return _json(saved)
 
 
 def _control_doc(conn: sa.Connection, control: holdout.GlobalControl) -> dict[str, Any]:
@@ -130,10 +132,19 @@ def put_global_control(request: Request, body: dict[str, Any]) -> Response:
     field, and nothing changes."""
     with writing(request.app.state.engine) as conn:
         control = holdout.save_global_control(conn, body, request.app.state.clock.now())
+        record_key_change(
+            conn, request, "policy.global_control", "policy", "global_control", control.as_dict()
+        )
         return _json(_control_doc(conn, control))
 
 
 # -- campaigns -----------------------------------------------------------------------
+
+
+def _audit_save(conn: sa.Connection, request: Request, action: str, campaign: Any) -> None:
+    """As the composer writes it: the name and the status after the save."""
+    details = {"name": campaign.name, "status": campaign.status}
+    record_key_change(conn, request, action, "campaign", campaign.id, details)
 
 
 @router.post("/api/campaigns", status_code=201, tags=["campaigns"])
@@ -141,6 +152,7 @@ def create(request: Request, body: store.CampaignSpec) -> Response:
     """A draft campaign; every problem is named (``variants[1].template_id``)."""
     with writing(request.app.state.engine) as conn:
         campaign = store.create_campaign(conn, body.model_dump(), request.app.state.clock.now())
+        _audit_save(conn, request, "campaign.create", campaign)
     return _json(campaign.as_dict(), 201)
 
 
@@ -163,6 +175,7 @@ def change(request: Request, campaign_id: int, body: CampaignChange) -> Response
     changes = body.model_dump(exclude_unset=True)
     with writing(request.app.state.engine) as conn:
         campaign = store.update_campaign(conn, campaign_id, changes, request.app.state.clock.now())
+        _audit_save(conn, request, "campaign.update", campaign)
     return _json(campaign.as_dict())
 
 
@@ -186,6 +199,8 @@ def start(request: Request, campaign_id: int, background: BackgroundTasks) -> Re
     links_of(request.app)  # made before the answer, so a store problem is reported now
     with writing(request.app.state.engine) as conn:
         campaign = campaign_start.start_campaign(conn, campaign_id, request.app.state.clock.now())
+        details = {"status": campaign.status, "send_at": campaign.send_at}
+        record_key_change(conn, request, "campaign.start", "campaign", campaign_id, details)
     if campaign.status == "sending":
         background.add_task(_send_in_background, request.app, campaign_id)
     return _json(campaign.as_dict())
@@ -199,6 +214,8 @@ def cancel(request: Request, campaign_id: int) -> Response:
             conn, campaign_id, request.app.state.clock.now()
         )
         campaign_recorder(request.app.state.pipeline)(conn, events)
+        details = {"messages_cancelled": len(events)}
+        record_key_change(conn, request, "campaign.cancel", "campaign", campaign_id, details)
     return _json(campaign.as_dict() | {"messages_cancelled": len(events)})
 
 
@@ -215,67 +232,10 @@ def preview(request: Request, campaign_id: int, body: PreviewRequest) -> Respons
     with the variant they draw and what the policy says now. Nothing is stored."""
     now = request.app.state.clock.now()
     tracking = Tracking(links_of(request.app))
-    cid = body.customer_id
     with request.app.state.engine.connect() as conn:
         campaign = store.get_campaign(conn, campaign_id)
-        if cid not in customer_facts(conn, [cid]):
-            raise ApiError(404, f"no customer {cid}")
-        key = message_key(campaign.id, cid)
-        decision = decide(
-            conn, [cid], campaign.channel, now, campaign.priority, rank=campaign.cap_priority
-        )[cid]
-
-        def render(name: str, template_id: int, channel: str, msg_key: str) -> dict[str, Any]:
-            try:
-                tpl = get_template(conn, template_id)
-            except TemplateNotFound:
-                return {"name": name, "template_id": template_id, "error": "template deleted"}
-            origin = Origin(campaign_id=campaign.id, variant=name)
-            msg = compose(
-                conn,
-                tpl,
-                cid,
-                key=msg_key,
-                now=now,
-                tracking=tracking,
-                origin=origin,
-                channel=channel,
-            )
-            return {
-                "name": name,
-                "template_id": template_id,
-                "channel": channel,
-                "recipient": msg.recipient or None,
-                "subject": msg.subject,
-                "text": msg.body_text,
-                "html": msg.body_html,
-                "skip_reason": msg.skip_reason,
-            }
-
-        variants = [
-            render(str(v["name"]), int(v["template_id"]), campaign.channel, key)
-            for v in campaign.variants
-        ]
-        fallback = [
-            render(
-                str(f["channel"]),
-                int(f["template_id"]),
-                str(f["channel"]),
-                f"{key}:fallback:{f['channel']}",
-            )
-            for f in campaign.fallback
-        ]
-    return _json(
-        {
-            "campaign_id": campaign.id,
-            "customer_id": cid,
-            "assigned": campaign_start.assignment(campaign, cid),
-            "policy": {
-                "allowed": decision.allowed,
-                "reason": decision.reason,
-                "send_at": decision.send_at,
-            },
-            "variants": variants,
-            "fallback": fallback,
-        }
-    )
+        try:
+            found = preview_campaign(conn, campaign, body.customer_id, now, tracking)
+        except PreviewCustomerNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+    return _json(found)

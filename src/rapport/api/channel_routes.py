@@ -5,12 +5,13 @@ Secrets never leave the server: GET shows them as ``"***"``, and a write that se
 ``"***"`` back keeps the stored value, so a page can show the configuration, let the
 operator change the port, and send the whole thing back. Every write is validated and
 every backend is built before anything is stored; a bad field is answered 422 naming it
-(``email.port``). Running dispatchers pick the change up within seconds.
+(``email.port``). Running dispatchers pick the change up within seconds. Each change is
+written to the audit log (one entry per channel changed, never a setting's value), and so
+is each test; the settings page does the same through ``messaging.channel_settings``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,20 +20,27 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.errors import InvalidInput
-from rapport.messaging.backends import ChannelNotConfigured, check_config, send_now
+from rapport.messaging.backends import ChannelNotConfigured
 from rapport.messaging.channel_config import (
     CHANNEL_NAMES,
     ChannelsConfig,
     load_channels,
     parse_channels,
     redacted,
-    save_channels,
     with_section,
 )
-from rapport.messaging.channels.base import OutgoingMessage, SendResult
+from rapport.messaging.channel_settings import (
+    DEFAULT_TEST_SUBJECT,
+    DEFAULT_TEST_TEXT,
+    audit_details_of_test,
+    change_channels,
+    send_test,
+)
+from rapport.messaging.channels.base import SendResult
 from rapport.store.engine import writing
 
 
@@ -57,8 +65,8 @@ class TestMessage(BaseModel):
 
     # An email address, E.164 phone, push subscription JSON or token, chat id or URL.
     to: str = Field(min_length=1, max_length=4000)
-    subject: str = Field("Rapport channel test", max_length=500)
-    text: str = Field("This is a test message from Rapport.", max_length=4000)
+    subject: str = Field(DEFAULT_TEST_SUBJECT, max_length=500)
+    text: str = Field(DEFAULT_TEST_TEXT, max_length=4000)
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -72,17 +80,17 @@ def _channel(channel: str) -> str:
 
 
 def _store(request: Request, change: Callable[[ChannelsConfig], ChannelsConfig]) -> Response:
-    """Validate and store a configuration made from the stored one, then tell dispatchers."""
+    """Validate and store a configuration made from the stored one, with an audit entry per
+    changed channel in the same transaction, then tell dispatchers."""
     app = request.app
     with writing(app.state.engine) as conn:
-        stored = load_channels(conn).config
-        config = change(stored)
-        check_config(config)
-        save_channels(conn, config, app.state.clock.now())
+        done = change_channels(conn, change, app.state.clock.now())
+        for action, channel, details in done.audit_entries():
+            record_key_change(conn, request, action, "channel", channel, details)
     dispatcher = getattr(app.state, "dispatcher", None)
     if dispatcher is not None:
         dispatcher.reload_soon()
-    return _json(redacted(config))
+    return _json(redacted(done.after))
 
 
 def send_result(result: SendResult) -> dict[str, Any]:
@@ -129,11 +137,8 @@ def test_channel(request: Request, channel: str, body: TestMessage) -> Response:
     _channel(channel)
     with request.app.state.engine.connect() as conn:
         config = load_channels(conn).config
-    message = OutgoingMessage(
-        id=f"test:{channel}:{uuid.uuid4().hex}",
-        channel=channel,
-        to=body.to,
-        body_text=body.text,
-        subject=f"[TEST] {body.subject}",
-    )
-    return _json(send_result(send_now(config, message)))
+    result = send_test(config, channel, body.to, body.subject, body.text)
+    with writing(request.app.state.engine) as conn:
+        details = audit_details_of_test(body.to, result)
+        record_key_change(conn, request, "channel.test", "channel", channel, details)
+    return _json(send_result(result))

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.customers import card as cards
@@ -21,6 +22,7 @@ from rapport.customers.profile import live_id
 from rapport.customers.timeline import timeline
 from rapport.ingest.normalize import normalize_email, normalize_phone, normalize_timezone
 from rapport.ingest.traits import CONSENT_CHANNELS
+from rapport.loyalty.card import programme_sections
 from rapport.store.engine import writing
 
 router = APIRouter(
@@ -80,9 +82,13 @@ def find_customers(
 
 @router.get("/{customer_id}")
 def get_customer(request: Request, customer_id: int) -> Response:
-    """The card: profile, identities, consents, computed fields; merged ids answer with the survivor."""
+    """The card: profile, identities, consents, computed fields, loyalty points, coupons and
+    personal recommendations; merged ids answer with the survivor."""
+    now = request.app.state.clock.now()
     with request.app.state.engine.connect() as conn:
-        data = cards.card(conn, customer_id, request.app.state.clock.now())
+        data = cards.card(conn, customer_id, now)
+        if data is not None:
+            data.update(programme_sections(conn, data["id"], now))
     if data is None:
         raise ApiError(404, f"customer {customer_id} does not exist")
     return _json(data)
@@ -173,6 +179,9 @@ def patch(request: Request, customer_id: int, body: CustomerPatch) -> Response:
             request.app.state.pipeline.record(
                 conn, cid, "Profile Updated", {"fields": sorted(changes), "source": "api"}
             )
+            # The fields' names, not their values: personal data must go with an erasure.
+            fields = {"fields": sorted(changes)}
+            record_key_change(conn, request, "customer.update", "customer", cid, fields, now=now)
     except IdentifierTaken as exc:
         raise ApiError(409, str(exc)) from None
     return get_customer(request, cid)
@@ -199,6 +208,8 @@ def post_consent(request: Request, customer_id: int, body: ConsentBody) -> Respo
             [ConsentChange(cid, body.channel, body.status, body.source, now, body.double_opt_in)],
         )
         pipeline.record(conn, cid, "Consent Changed", body.model_dump())
+        details = {"channel": body.channel, "status": body.status, "source": body.source}
+        record_key_change(conn, request, "customer.consent", "customer", cid, details, now=now)
     return get_customer(request, cid)
 
 
@@ -218,4 +229,5 @@ def erase(request: Request, customer_id: int) -> Response:
     cid = _live(request, customer_id)
     with writing(request.app.state.engine) as conn:
         erased = erase_customer(conn, cid, request.app.state.clock.now())
+        record_key_change(conn, request, "customer.erase", "customer", cid, {"erased": erased})
     return _json({"success": True, "erased": erased})

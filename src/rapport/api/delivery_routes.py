@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.errors import Problem
@@ -284,6 +285,15 @@ def post_suppression(request: Request, body: NewSuppression) -> Response:
             conn, body.channel, address, body.reason, request.app.state.clock.now(), details
         )
         entry = get_suppression(conn, body.channel, address)
+        if added:  # the address is the object; the audit keeps the channel and reason only
+            record_key_change(
+                conn,
+                request,
+                "suppression.add",
+                "suppression",
+                body.channel,
+                {"reason": body.reason},
+            )
     assert entry is not None
     return _json(entry.as_dict() | {"created": added}, 201 if added else 200)
 
@@ -293,6 +303,8 @@ def delete_suppression(request: Request, channel: Channel, address: str) -> Resp
     """Send to the address again (the mailbox was fixed, the block was a mistake)."""
     with writing(request.app.state.engine) as conn:
         removed = unsuppress(conn, channel, address)
+        if removed:
+            record_key_change(conn, request, "suppression.remove", "suppression", channel)
     if not removed:
         raise ApiError(404, f"{address} is not suppressed on {channel}")
     return _json({"deleted": {"channel": channel, "address": normalize_address(channel, address)}})

@@ -25,6 +25,7 @@ from rapport.analytics.message_metrics import (
     message_metrics,
 )
 from rapport.analytics.periods import Period, parse_period
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.errors import InvalidInput
@@ -165,4 +166,6 @@ async def put_attribution(request: Request) -> Response:
     settings = parse_attribution(doc)
     with writing(request.app.state.engine) as conn:
         save_attribution(conn, settings, request.app.state.clock.now())
-    return _json(settings.model_dump(mode="json"))
+        saved = settings.model_dump(mode="json")
+        record_key_change(conn, request, "attribution.update", "settings", "attribution", saved)
+    return _json(saved)

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.customers.profile import live_id
@@ -171,6 +172,8 @@ def create(
     now = request.app.state.clock.now()
     with writing(request.app.state.engine) as conn:
         found = store.create_scenario(conn, body.definition, now, status or body.status)
+        details = {"name": found.name, "version": found.version, "status": found.status}
+        record_key_change(conn, request, "scenario.create", "scenario", found.id, details, now=now)
         answer = _detail(conn, found)
     _changed(request)
     return _json(answer, 201)
@@ -217,6 +220,8 @@ def update(request: Request, scenario_id: int, raw: bytes = Depends(_raw_body)) 
     now = request.app.state.clock.now()
     with writing(request.app.state.engine) as conn:
         found = store.update_scenario(conn, scenario_id, body.definition, now)
+        details = {"name": found.name, "version": found.version}
+        record_key_change(conn, request, "scenario.update", "scenario", found.id, details, now=now)
         answer = _detail(conn, found)
     _changed(request)
     return _json(answer)
@@ -234,10 +239,21 @@ def get_version(request: Request, scenario_id: int, version: int) -> Response:
 # -- status ------------------------------------------------------------------------------
 
 
-def _set_status(request: Request, scenario_id: int, status: str) -> Response:
+def _set_status(request: Request, scenario_id: int, status: str, verb: str) -> Response:
+    """Audited as the scenarios page does (``scenario.<verb>``), only when it changed."""
     now = request.app.state.clock.now()
     with writing(request.app.state.engine) as conn:
+        before = store.get_scenario(conn, scenario_id)
         found = store.set_status(conn, scenario_id, status, now)
+        if found.status != before.status:
+            details = {
+                "name": found.name,
+                "from": before.status,
+                "to": found.status,
+                "version": found.version,
+            }
+            action = f"scenario.{verb}"
+            record_key_change(conn, request, action, "scenario", scenario_id, details, now=now)
         answer = _detail(conn, found)
     _changed(request)
     return _json(answer)
@@ -246,19 +262,19 @@ def _set_status(request: Request, scenario_id: int, status: str) -> Response:
 @router.post("/api/scenarios/{scenario_id}/activate")
 def activate(request: Request, scenario_id: int) -> Response:
     """Start reacting to the trigger; runs a pause or an archive stopped resume."""
-    return _set_status(request, scenario_id, "active")
+    return _set_status(request, scenario_id, "active", "activate")
 
 
 @router.post("/api/scenarios/{scenario_id}/pause")
 def pause(request: Request, scenario_id: int) -> Response:
     """No new runs, and runs stay where they are until it is activated again."""
-    return _set_status(request, scenario_id, "paused")
+    return _set_status(request, scenario_id, "paused", "pause")
 
 
 @router.post("/api/scenarios/{scenario_id}/archive")
 def archive(request: Request, scenario_id: int) -> Response:
     """Put away: like a pause (runs stay frozen), and out of the way of active work."""
-    return _set_status(request, scenario_id, "archived")
+    return _set_status(request, scenario_id, "archived", "archive")
 
 
 # -- figures -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.errors import Problem
@@ -18,6 +19,8 @@ from rapport.store.engine import writing
 router = APIRouter(prefix="/api/lists", tags=["lists"], dependencies=[Depends(require_secret_key)])
 
 MAX_IDENTIFIERS = 10_000
+# How many of the customers added or removed at once the audit entry names (all are counted).
+AUDITED_IDS = 100
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -92,6 +95,8 @@ def create(request: Request, body: NewList) -> Response:
             created = lists.create_list(
                 conn, body.name, body.description, request.app.state.clock.now()
             )
+            details = {"name": created.name, "kind": "list"}
+            record_key_change(conn, request, "list.create", "segment", created.id, details)
     except lists.ListError as exc:
         raise _fail(exc) from None
     return _json(created.as_dict(), 201)
@@ -129,6 +134,15 @@ def _change(request: Request, list_id: int, body: Members, adding: bool) -> Resp
             else:
                 changed, unchanged = lists.remove_members(conn, pipeline, lst, ids, now)
             members = lists.member_count(conn, list_id)
+            if changed:
+                action = "list.add_members" if adding else "list.remove_members"
+                details = {
+                    "name": lst.name,
+                    "customers": len(changed),
+                    "customer_ids": changed[:AUDITED_IDS],
+                    "members": members,
+                }
+                record_key_change(conn, request, action, "segment", list_id, details, now=now)
     except lists.ListError as exc:
         raise _fail(exc) from None
     if adding:

@@ -12,16 +12,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.customers.card import summaries
 from rapport.errors import InvalidInput
 from rapport.segments import definitions
-from rapport.segments.compiler import count, member_ids
 from rapport.segments.export import export_rows
-from rapport.segments.membership import SegmentIndex
-from rapport.segments.rules import parse_rule, segment_lookup
-from rapport.segments.sweep import sweep
+from rapport.segments.preview import preview as preview_rule
+from rapport.segments.preview import refill
 from rapport.store.engine import writing
 from rapport.store.tables import segment_members
 
@@ -82,12 +81,14 @@ def _segment(request: Request, segment_id: int) -> definitions.Segment:
             raise ApiError(404, str(exc)) from None
 
 
+def _about(seg: definitions.Segment) -> dict[str, Any]:
+    """The audit details of a save, as the segment builder writes them."""
+    return {"name": seg.name, "version": seg.version, "rules": seg.rules}
+
+
 def _recompute(conn: sa.Connection, segment_id: int, now: datetime) -> None:
-    """A new or changed rule: fill membership in the same transaction (silently, without
-    entry events). A private index sees the uncommitted definition; the shared one is
-    invalidated after commit, so a rolled-back change never reaches it."""
-    index = SegmentIndex().current(conn)
-    sweep(conn, index, now, [segment_id, *index.dependents.get(segment_id, [])], backfill=True)
+    """A new or changed rule: membership filled in the same transaction (``refill``)."""
+    refill(conn, segment_id, now)
 
 
 @router.get("")
@@ -107,6 +108,7 @@ def create(request: Request, body: NewSegment) -> Response:
     with writing(request.app.state.engine) as conn:
         seg = definitions.create_segment(conn, body.name, body.description, body.rules, now)
         _recompute(conn, seg.id, now)
+        record_key_change(conn, request, "segment.create", "segment", seg.id, _about(seg), now=now)
     request.app.state.pipeline.segment_index.invalidate()
     return _json(_with_size(request, seg), 201)
 
@@ -141,6 +143,7 @@ def change(request: Request, segment_id: int, body: SegmentChange) -> Response:
             raise ApiError(404, str(exc)) from None
         if body.rules is not None:
             _recompute(conn, segment_id, now)
+        record_key_change(conn, request, "segment.update", "segment", seg.id, _about(seg), now=now)
     request.app.state.pipeline.segment_index.invalidate()
     return _json(_with_size(request, seg))
 
@@ -148,9 +151,11 @@ def change(request: Request, segment_id: int, body: SegmentChange) -> Response:
 @router.delete("/{segment_id}")
 def delete(request: Request, segment_id: int) -> Response:
     """Delete a segment no other segment reads; its memberships are closed."""
-    _segment(request, segment_id)
+    seg = _segment(request, segment_id)
     with writing(request.app.state.engine) as conn:
         definitions.delete_segment(conn, segment_id, request.app.state.clock.now())
+        details = {"name": seg.name, "kind": seg.kind}
+        record_key_change(conn, request, "segment.delete", "segment", segment_id, details)
     request.app.state.pipeline.segment_index.invalidate()
     return _json({"success": True})
 
@@ -160,10 +165,9 @@ def preview(request: Request, body: Preview) -> Response:
     """The count and a sample of 20 for a rule that is not saved (the live count)."""
     now = request.app.state.clock.now()
     with request.app.state.engine.connect() as conn:
-        rule = parse_rule(body.rules, "rules", lookup=segment_lookup(conn))
-        total = count(conn, rule, now)
-        sample = summaries(conn, member_ids(conn, rule, now, limit=SAMPLE))
-    return _json({"count": total, "sample": sample})
+        found = preview_rule(conn, body.rules, now, sample=SAMPLE)
+        sample = summaries(conn, found.sample)
+    return _json({"count": found.count, "sample": sample})
 
 
 @router.get("/{segment_id}/members")

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.errors import InvalidInput
@@ -91,6 +92,14 @@ def create(request: Request, body: NewSubscription) -> Response:
             active=body.active,
             now=request.app.state.clock.now(),
         )
+        record_key_change(
+            conn,
+            request,
+            "subscription.create",
+            "subscription",
+            created.id,
+            {"name": body.name, "event_names": body.event_names},
+        )
     _changed(request)
     return _json(created.as_dict() | {"secret": secret}, 201)
 
@@ -119,6 +128,15 @@ def change(request: Request, subscription_id: int, body: SubscriptionChange) -> 
             active=body.active,
             secret=secret,
         )
+        fields = sorted(k for k, v in body.model_dump(exclude_unset=True).items() if k != "secret")
+        record_key_change(
+            conn,
+            request,
+            "subscription.update",
+            "subscription",
+            subscription_id,
+            {"fields": fields, "secret_changed": secret is not None},
+        )
     _changed(request)
     answer = changed.as_dict()
     if body.rotate_secret:
@@ -131,5 +149,6 @@ def delete(request: Request, subscription_id: int) -> Response:
     """Deliveries still queued for it are dropped when their turn comes."""
     with writing(request.app.state.engine) as conn:
         subs.delete_subscription(conn, subscription_id)
+        record_key_change(conn, request, "subscription.delete", "subscription", subscription_id)
     _changed(request)
     return _json({"deleted": subscription_id})

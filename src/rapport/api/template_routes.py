@@ -6,7 +6,6 @@ body:LINE:COL`` and nothing is stored.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,16 +14,20 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.api.links import links_of
 from rapport.errors import InvalidInput
-from rapport.messaging.backends import send_now
-from rapport.messaging.channel_config import load_channels
-from rapport.messaging.channels.base import OutgoingMessage
-from rapport.messaging.compose import Tracking, compose
 from rapport.messaging.templates import store
-from rapport.messaging.templates.render import RenderError, build_context, product_list, render
+from rapport.messaging.templates.preview import PreviewCustomerNotFound, preview_template
+from rapport.messaging.templates.render import RenderError
+from rapport.messaging.templates.test_send import (
+    CannotSend,
+    ChannelNotConfigured,
+    TestCustomerNotFound,
+    send_test_message,
+)
 from rapport.store.engine import writing
 
 
@@ -119,6 +122,8 @@ def create(request: Request, body: NewTemplate) -> Response:
             default_locale=body.default_locale,
             now=now,
         )
+        details = {"name": tpl.name, "channel": tpl.channel, "locales": sorted(tpl.variants)}
+        record_key_change(conn, request, "template.create", "template", tpl.id, details, now=now)
     return _json(tpl.as_dict(), 201)
 
 
@@ -143,13 +148,18 @@ def change(request: Request, template_id: int, body: TemplateChange) -> Response
             variants=_variants(body.variants) if body.variants is not None else None,
             default_locale=body.default_locale,
         )
+        details = {"name": tpl.name, "version": tpl.version, "locales": sorted(tpl.variants)}
+        record_key_change(conn, request, "template.update", "template", tpl.id, details, now=now)
     return _json(tpl.as_dict())
 
 
 @router.delete("/{template_id}")
 def delete(request: Request, template_id: int) -> Response:
     with writing(request.app.state.engine) as conn:
+        gone = store.get_template(conn, template_id)
         store.delete_template(conn, template_id)
+        details = {"name": gone.name, "channel": gone.channel}
+        record_key_change(conn, request, "template.delete", "template", template_id, details)
     return _json({"deleted": template_id})
 
 
@@ -159,32 +169,21 @@ def preview(request: Request, template_id: int, body: PreviewRequest) -> Respons
     now = request.app.state.clock.now()
     with request.app.state.engine.connect() as conn:
         tpl = store.get_template(conn, template_id)
-        context = build_context(
-            conn,
-            body.customer_id,
-            now,
-            locale=body.locale,
-            event=body.event,
-            products=product_list(conn, body.product_ids),
-        )
-    if context is None:
-        raise ApiError(404, f"no customer {body.customer_id}")
-    locale, variant = tpl.variant(context["locale"])
-    context["locale"] = locale  # money and dates follow the language the reader gets
-    try:
-        out = render(variant, context)
-    except RenderError as exc:
-        raise ApiError(422, f"the template failed for this customer: {exc}") from None
-    return _json(
-        {
-            "template_id": tpl.id,
-            "version": tpl.version,
-            "locale": locale,
-            "subject": out.subject,
-            "html": out.html,
-            "text": out.text,
-        }
-    )
+        try:
+            out = preview_template(
+                conn,
+                tpl,
+                body.customer_id,
+                now,
+                locale=body.locale,
+                event=body.event,
+                product_ids=body.product_ids,
+            )
+        except PreviewCustomerNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        except RenderError as exc:
+            raise ApiError(422, f"the template failed for this customer: {exc}") from None
+    return _json(out.as_dict())
 
 
 @router.post("/{template_id}/test-send")
@@ -196,52 +195,29 @@ def test_send(request: Request, template_id: int, body: TestSendRequest) -> Resp
     starts with "[TEST] ". 409 when the template's channel is not configured.
     """
     app = request.app
-    now = app.state.clock.now()
-    with app.state.engine.connect() as conn:
-        tpl = store.get_template(conn, template_id)
-        config = load_channels(conn).config
-        if getattr(config, tpl.channel, None) is None:
-            raise ApiError(409, f"the {tpl.channel} channel is not configured")
-        message = compose(
-            conn,
-            tpl,
+    try:
+        result = send_test_message(
+            app.state.engine,
+            template_id,
             body.customer_id,
-            key=f"test:{tpl.id}:{uuid.uuid4().hex}",
-            now=now,
-            tracking=Tracking(links_of(app), opens=False, clicks=False),
-            recipient=body.to,
+            now=app.state.clock.now(),
+            links=links_of(app),
+            to=body.to,
             locale=body.locale,
-            products=product_list(conn, body.product_ids),
+            product_ids=body.product_ids,
         )
-    if message.skip_reason == "customer does not exist":
-        raise ApiError(404, f"no customer {body.customer_id}")
-    if message.skip_reason is not None:
-        hint = " (give `to` to send it elsewhere)" if message.skip_reason.startswith("no ") else ""
-        raise ApiError(422, f"cannot send this to the customer: {message.skip_reason}{hint}")
-    subject, text = message.subject, message.body_text
-    if subject:
-        subject = f"[TEST] {subject}"
-    else:
-        text = f"[TEST] {text}"
-    outgoing = OutgoingMessage(
-        id=message.idempotency_key,
-        channel=message.channel,
-        to=message.recipient,
-        body_text=text,
-        customer_id=message.customer_id,
-        subject=subject,
-        body_html=message.body_html,
-        headers=dict(message.headers),
-        data=dict(message.data),
-    )
-    result = send_now(config, outgoing)
-    return _json(
-        {
-            "message_id": result.message_id,
-            "status": result.status,
-            "provider_id": result.provider_id,
-            "error": result.error,
-            "to": outgoing.to,
-            "subject": subject,
+    except ChannelNotConfigured as exc:
+        raise ApiError(409, str(exc)) from None
+    except TestCustomerNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except CannotSend as exc:
+        hint = " (give `to` to send it elsewhere)" if exc.no_address else ""
+        raise ApiError(422, f"cannot send this to the customer: {exc.reason}{hint}") from None
+    with writing(app.state.engine) as conn:
+        details = {
+            "customer_id": body.customer_id,
+            "to": result["to"],
+            "status": result["status"],
         }
-    )
+        record_key_change(conn, request, "template.test_send", "template", template_id, details)
+    return _json(result)

@@ -9,8 +9,11 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     bounces,
     campaigns,
     clv,
+    coupons,
     demo,
     imports,
+    loyalty,
+    recommend,
     report,
     report_business,
     report_experiments,
@@ -20,6 +23,7 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     scenarios,
     segments,
     store,
+    strategy,
     users,
 )
 from rapport.cli.common import app

@@ -1,14 +1,22 @@
-"""`rapport demo`: the synthetic shop."""
+"""`rapport demo`: the synthetic shop, its simulated days, and the strategy backtest."""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 from rapport.cli.common import DatabaseUrl, app, console, settings_for
 from rapport.cli.store import serve
+
+if TYPE_CHECKING:
+    from rapport.demo.strategy import Strategy
 
 demo_app = typer.Typer(
     help="The demo: a synthetic clothing and footwear shop sent through the real ingest path.",
@@ -16,9 +24,29 @@ demo_app = typer.Typer(
 )
 app.add_typer(demo_app, name="demo")
 
+# Defaults that fit the time budget (docs/demo.md, "Timings").
+CUSTOMERS, MONTHS, DAYS = 1000, 2, 90
+
 DemoCustomers = Annotated[int, typer.Option("--customers", min=1, help="customers to generate")]
-DemoMonths = Annotated[int, typer.Option("--months", min=1, help="months of history")]
+DemoMonths = Annotated[
+    int, typer.Option("--months", min=1, help="months of history before the simulated days")
+]
+DemoDays = Annotated[
+    int, typer.Option("--days", min=1, max=3650, help="days to simulate with scenarios running")
+]
 DemoSeed = Annotated[int, typer.Option("--seed", help="random seed: same seed, same shop")]
+
+
+def _strategy(path: Path | None) -> Strategy:
+    from rapport.demo.strategy import DEFAULT, StrategyError, load_strategy
+
+    if path is None:
+        return DEFAULT
+    try:
+        return load_strategy(path)
+    except StrategyError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @demo_app.command("generate")
@@ -40,38 +68,110 @@ def demo_generate(
 
 @demo_app.command("run")
 def demo_run(
-    customers: DemoCustomers = 3000,
-    months: DemoMonths = 6,
+    customers: DemoCustomers = CUSTOMERS,
+    months: DemoMonths = MONTHS,
+    days: DemoDays = DAYS,
     seed: DemoSeed = 42,
+    strategy: Annotated[
+        Path | None,
+        typer.Option("--strategy", help="a strategy YAML (default: the playbook library)"),
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option("--database-url", help="a store to use instead of a fresh ./rapport-demo.db"),
     ] = None,
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="stop after the summary")] = False,
+    report: Annotated[Path, typer.Option("--report", help="where to write the HTML report")] = Path(
+        "demo-report.html"
+    ),
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="stop after the report")] = False,
 ) -> None:
-    """A fresh demo store, the shop's history, API keys, a summary, then `rapport serve`."""
-
-    from rapport.demo.generator import DemoConfig
+    """History, then DAYS simulated days with scenarios, real SMTP into the mail catcher and
+    customers answering; a summary, demo-report.html, keys, a login, then `rapport serve`."""
+    from rapport.demo.generator import DemoConfig, History
     from rapport.demo.runner import (
         DEMO_DATABASE,
+        DEMO_MAIL,
+        create_demo_admin,
         create_demo_keys,
+        fresh_maildir,
         fresh_sqlite_url,
         generate_with_progress,
         prepare,
         print_summary,
+        simulate_and_report,
     )
 
+    chosen = _strategy(strategy)
+    began = time.perf_counter()
     url = database_url or fresh_sqlite_url(Path(DEMO_DATABASE))
+    maildir = fresh_maildir(Path(DEMO_MAIL).resolve())
     engine = prepare(url)
-    config = DemoConfig(customers=customers, months=months, seed=seed)
-    result = generate_with_progress(engine, config, console)
-    keys = create_demo_keys(engine)
+    config = DemoConfig(customers=customers, months=months, days=days, seed=seed)
+    history = History(config)
+    result = generate_with_progress(engine, config, console, history)
     print_summary(engine, result, console)
+    outcome = simulate_and_report(
+        engine, config, history, chosen, maildir, report.resolve(), console, generation=result
+    )
+    keys = create_demo_keys(engine)
+    email, password = create_demo_admin(engine, config.period()[1])
+    console.print(f"Done in {time.perf_counter() - began:.0f} s.", highlight=False)
+    console.print(f"Report (simulated data): {outcome.report}", highlight=False, soft_wrap=True)
     console.print(f"Store: {engine.url.render_as_string(hide_password=True)}", highlight=False)
+    console.print(f"Caught mail: {maildir}", highlight=False, soft_wrap=True)
     console.print(f"Write key (ingest, HTTP Basic username): {keys.write}", soft_wrap=True)
     console.print(f"Secret key (management API, Bearer):     {keys.secret}", soft_wrap=True)
+    console.print(f"UI login: {email}  password: {password}", highlight=False, soft_wrap=True)
     if not no_serve:
+        os.environ["RAPPORT_MAIL_CATCHER_DIR"] = str(maildir)
         serve(host=None, port=None, database_url=url)
+
+
+@demo_app.command("compare")
+def demo_compare(
+    a: Annotated[Path, typer.Argument(help="strategy A (YAML)")],
+    b: Annotated[Path, typer.Argument(help="strategy B (YAML)")],
+    customers: DemoCustomers = CUSTOMERS,
+    months: DemoMonths = MONTHS,
+    days: DemoDays = DAYS,
+    seed: DemoSeed = 42,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir", help="keep the stores and caught mail here (default: a temp dir)"
+        ),
+    ] = None,
+) -> None:
+    """Run strategies A and B on the same simulated population; B's incremental revenue and
+    unsubscribes over A with 95% confidence intervals."""
+    from rapport.demo.compare import compare_runs, config_json, print_comparison, run_strategy
+    from rapport.demo.generator import DemoConfig, History
+    from rapport.demo.runner import generate_with_progress, prepare, simulate_progress_bar
+
+    first, second = _strategy(a), _strategy(b)
+    config = DemoConfig(customers=customers, months=months, days=days, seed=seed)
+    out = Console(stderr=True) if as_json else console
+    with tempfile.TemporaryDirectory(prefix="rapport-compare-") as temp:
+        work = workdir or Path(temp)
+        work.mkdir(parents=True, exist_ok=True)
+        base = work / "base.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{base}{suffix}").unlink(missing_ok=True)
+        engine = prepare(f"sqlite:///{base}")
+        history = History(config)
+        generate_with_progress(engine, config, out, history)
+        engine.dispose()
+        runs = []
+        for label, strategy in (("a", first), ("b", second)):
+            with simulate_progress_bar(out, f"{label.upper()}: {strategy.name}") as progress:
+                runs.append(run_strategy(base, history, strategy, work, label, progress=progress))
+        people = [p.user_id for p in history.people]
+        comparison = compare_runs(runs[0], runs[1], people, config_json(config))
+    if as_json:
+        typer.echo(json.dumps(comparison.as_json(), ensure_ascii=False, indent=2))
+    else:
+        print_comparison(comparison, console)
 
 
 @demo_app.command("mailcatcher")

@@ -1,8 +1,9 @@
 """Merging two profiles of one person into one.
 
 The survivor keeps its own attribute values; the other profile fills only what the survivor
-lacks. Events, orders, carts, identities, counters, consents, push subscriptions and
-linked Telegram chats move over (for a consent, the most recent decision wins). The merged
+lacks. Events, orders, carts, identities, counters, consents, push subscriptions,
+linked Telegram chats, loyalty points, coupon codes and personal discounts move over (for
+a consent, the most recent decision wins). The merged
 profile keeps its row, pointing at the survivor, so its old id still resolves; the merge
 is recorded with what moved.
 """
@@ -15,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from rapport.customers.profile import PROFILE_COLUMNS
+from rapport.loyalty.coupons.merge import merge_coupons
+from rapport.loyalty.merge import merge_points
 from rapport.store.tables import (
     cart_items,
     carts,
@@ -77,6 +80,9 @@ def merge_customers(
     )
     conn.execute(customer_groups.delete().where(customer_groups.c.customer_id == loser))
     _move_addresses(conn, survivor, loser)
+    # The programme: points (a pair of transfer entries), personal codes and discounts.
+    details["loyalty_points"] = merge_points(conn, survivor, loser, now)
+    details["coupons"] = merge_coupons(conn, survivor, loser)
 
     values: dict[str, Any] = {"updated_at": now}
     for col in PROFILE_COLUMNS:

@@ -10,6 +10,7 @@ loads through the catalog module before the first visitor comes.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from rapport.demo.schedule import (
     CALL,
     OFFLINE,
     PURCHASE,
+    RESPONSE,
     SYNC,
     VISITOR,
     Rates,
@@ -42,15 +44,20 @@ from rapport.ingest.messages import TYPE_EVENT_NAMES, parse_batch
 from rapport.pipeline import Pipeline
 from rapport.settings import Settings
 from rapport.store.engine import writing
+from rapport.store.tables import products
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     customers: int = 3000
+    # Months of history before the simulated days.
     months: int = 6
     seed: int = 42
-    # When the history ends ("now" for the shop); default: the start of today, UTC.
+    # When the shop's time ends ("now"); default: the start of today, UTC.
     end: datetime | None = None
+    # Days at the end of that time that the simulation (demo/simulate.py) plays on the
+    # clock with scenarios running; 0: the whole time is generated history.
+    days: int = 0
     rates: Rates = field(default_factory=Rates)
     # Messages one SDK "request" holds, and how long it collects them.
     request_size: int = 100
@@ -60,8 +67,13 @@ class DemoConfig:
     group_window: float = 3600.0
 
     def period(self) -> tuple[datetime, datetime]:
+        """The shop's whole time: the history, then the simulated days."""
         end = self.end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return end - relativedelta(months=self.months), end
+        return end - timedelta(days=self.days) - relativedelta(months=self.months), end
+
+    def history_end(self) -> datetime:
+        """Where the generated history stops and the simulation (if any) starts."""
+        return self.period()[1] - timedelta(days=self.days)
 
 
 @dataclass
@@ -99,7 +111,14 @@ class GenerationResult:
 
 
 class History:
-    """The planned shop: catalog, people and every visit, acted out on iteration."""
+    """The planned shop: catalog, people and every visit, acted out on iteration.
+
+    Visits are planned over the shop's whole time (history and simulated days alike), so
+    the baseline buying process runs on through a simulation whatever the messages do.
+    What messages add (a purchase after a click) is injected as extra visits acted out by
+    a second shop with its own random stream: the baseline's draws never depend on the
+    messages, so two strategies run on one seed see the same baseline customers.
+    """
 
     def __init__(self, config: DemoConfig) -> None:
         self.config = config
@@ -113,19 +132,57 @@ class History:
         self.visits: list[Visit] = plan_all(self.rng, self.people, t0, t1, config.rates)
         self.outbox = Outbox()
         self.shop = Shop(self.rng, self.catalog, t0, config.seed, self.outbox)
+        # Purchases that messages caused: another stream, other message and order ids.
+        self.response_shop = Shop(
+            np.random.default_rng([config.seed, 1]),
+            self.catalog,
+            t0,
+            config.seed,
+            self.outbox,
+            tag="r",
+        )
         self._visitors: dict[int, Visitor] = {}
+        self._next = 0  # the next planned visit
+        self._injected: list[Visit] = []
+        self._injected_seq = len(self.visits)
+        self._categories: dict[int, str | None] = {}  # what an injected purchase is for
 
     def messages(self) -> Iterator[Sent]:
         """Every message in the order it is sent, up to the end of the history."""
-        for visit in self.visits:
+        yield from self.until(self.config.history_end().timestamp())
+
+    def until(self, moment: float) -> Iterator[Sent]:
+        """The messages sent up to ``moment`` that were not yielded before, in time order."""
+        while (visit := self._due(moment)) is not None:
             for at, raw, duplicate in self.outbox.pop_until(visit.at):
                 yield Sent(at, raw, duplicate)
             self._act(visit)
-        for at, raw, duplicate in self.outbox.pop_until(self.end.timestamp()):
+        for at, raw, duplicate in self.outbox.pop_until(moment):
             yield Sent(at, raw, duplicate)
+
+    def inject_purchase(self, person: Person, moment: float, category: str | None) -> None:
+        """A purchase the baseline did not plan (a message's effect), at ``moment``."""
+        self._injected_seq += 1
+        heapq.heappush(self._injected, Visit(moment, self._injected_seq, RESPONSE, person.index))
+        self._categories[self._injected_seq] = category
+
+    def _due(self, moment: float) -> Visit | None:
+        """The next visit (planned or injected) at or before ``moment``, taken off its queue."""
+        planned = self.visits[self._next] if self._next < len(self.visits) else None
+        injected = self._injected[0] if self._injected else None
+        if injected is not None and (planned is None or injected < planned):
+            return heapq.heappop(self._injected) if injected.at <= moment else None
+        if planned is None or planned.at > moment:
+            return None
+        self._next += 1
+        return planned
 
     def _act(self, visit: Visit) -> None:
         shop = self.shop
+        if visit.kind == RESPONSE:
+            category = self._categories.pop(visit.seq)
+            self.response_shop.response_purchase(self.people[visit.who], visit.at, category)
+            return
         if visit.kind == VISITOR:
             visitor = self._visitors.get(visit.who)
             if visitor is None:
@@ -152,8 +209,12 @@ def _moment(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-class _Loader:
-    """Parses requests, groups them and stores each group with the clock at its arrival."""
+class Loader:
+    """Parses requests, groups them and stores each group with the clock at its arrival.
+
+    The generator makes one with its own clock; the simulation hands it the pipeline whose
+    clock the worker's jobs read too. The clock only moves forward.
+    """
 
     def __init__(
         self,
@@ -161,20 +222,25 @@ class _Loader:
         history: History,
         result: GenerationResult,
         settings: Settings,
-        progress: Callable[[float, GenerationResult], None] | None,
+        progress: Callable[[float, GenerationResult], None] | None = None,
+        *,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.engine = engine
         self.config = history.config
         self.result = result
         self.settings = settings
         self.progress = progress
-        self.clock = SimulatedClock(history.start)
-        self.pipeline = Pipeline(engine, self.clock)
+        self.pipeline = pipeline or Pipeline(engine, SimulatedClock(history.start))
+        self.clock = self.pipeline.clock
+        self.t0 = history.start.timestamp()
         self.arrivals = sorted(
             (p for p in history.catalog if p.arrives_day > 0), key=lambda p: p.arrives_day
         )
-        self.t0 = history.start.timestamp()
-        self.span = history.end.timestamp() - self.t0
+        with engine.connect() as conn:  # a store generated earlier has some on sale already
+            on_sale = set(conn.execute(sa.select(products.c.id)).scalars())
+        self.arrivals = [p for p in self.arrivals if p.id not in on_sale]
+        self.span = history.config.history_end().timestamp() - self.t0
         self.request: list[dict[str, Any]] = []
         self.request_first = 0.0
         self.request_last = 0.0
@@ -220,7 +286,8 @@ class _Loader:
     def store_group(self) -> None:
         if not self.group:
             return
-        self.clock.set(_moment(self.group_last))
+        if isinstance(self.clock, SimulatedClock):
+            self.clock.set(max(self.clock.now(), _moment(self.group_last)))
         self._release_arrivals(self.group_last)
         began = time.perf_counter()
         outcome = self.pipeline.ingest(self.group)
@@ -255,11 +322,16 @@ def generate(
     *,
     settings: Settings | None = None,
     progress: Callable[[float, GenerationResult], None] | None = None,
+    history: History | None = None,
 ) -> GenerationResult:
-    """Build the shop's catalog, then replay its whole history into the store."""
+    """Build the shop's catalog, then replay its whole history into the store.
+
+    ``history`` (made from ``config`` when not given) is left where the history ends, so a
+    simulation can go on with it.
+    """
     began = time.perf_counter()
-    history = History(config)
-    result = GenerationResult(config, history.start, history.end)
+    history = history or History(config)
+    result = GenerationResult(config, history.start, config.history_end())
     result.products = len(history.catalog)
     result.people = len(history.people)
     result.shop = history.shop.stats
@@ -268,7 +340,7 @@ def generate(
         upsert_products(
             conn, [p.record() for p in history.catalog if p.arrives_day == 0], history.start
         )
-    loader = _Loader(engine, history, result, settings or Settings(), progress)
+    loader = Loader(engine, history, result, settings or Settings(), progress)
     for sent in history.messages():
         if sent.duplicate:
             result.duplicates_sent += 1

@@ -110,6 +110,10 @@ class Person:
     cart: list[tuple[str, int]] = field(default_factory=list)
     signup_visit: int = 0
     orders: int = 0
+    # Seconds since the epoch of the last order and the last visit (0: none yet); the
+    # response model reads them (is a win-back for someone lapsing?).
+    last_order: float = 0.0
+    last_visit: float = 0.0
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:

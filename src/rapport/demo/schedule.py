@@ -33,6 +33,8 @@ VISITOR = "visitor"
 STRANGER_CALL = "stranger_call"
 # The back office syncs customers it already had when the history starts.
 SYNC = "sync"
+# A purchase a message caused (demo/response.py), injected while the simulation runs.
+RESPONSE = "response"
 
 
 @dataclass(frozen=True, order=True)

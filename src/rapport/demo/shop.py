@@ -46,6 +46,7 @@ class ShopStats:
     signups: int = 0
     calls_known: int = 0
     calls_unknown: int = 0
+    response_orders: int = 0  # orders messages caused (the simulation's planted effect)
 
 
 class Outbox:
@@ -89,8 +90,11 @@ class Shop:
         seed: int,
         outbox: Outbox,
         duplicate_rate: float = 0.003,
+        tag: str = "",
     ) -> None:
         self.rng = rng
+        # Goes into message and order ids, so two shops on one seed never share an id.
+        self.tag = tag
         self.start = start
         self.seed = seed
         self.outbox = outbox
@@ -102,6 +106,7 @@ class Shop:
             self.by_category[p.category].append(p)
         self._message_seq = 0
         self._order_seq = 0
+        self.response_order_ids: list[str] = []
 
     # -- building blocks -------------------------------------------------------------
 
@@ -110,7 +115,7 @@ class Shop:
 
     def _send(self, moment: float, raw: dict[str, Any]) -> None:
         self._message_seq += 1
-        raw["messageId"] = f"demo{self.seed}-{self._message_seq:08d}"
+        raw["messageId"] = f"demo{self.seed}{self.tag}-{self._message_seq:08d}"
         raw["timestamp"] = iso(moment)
         self.outbox.put(moment, raw)
         if self.rng.random() < self.duplicate_rate:
@@ -223,6 +228,7 @@ class Shop:
     def browse(self, person: Person, moment: float, signup_due: bool, buy: bool) -> float:
         """A visit: pages, lists and filters, product views, maybe a cart, maybe an order."""
         rng = self.rng
+        person.last_visit = moment
         device = self._device(person)
         if person.registered and device not in person.logged_in and rng.random() < 0.6:
             moment = self._sign_in(person, device, moment, signup_due)
@@ -257,6 +263,34 @@ class Shop:
             return self._checkout(person, who, category, moment)
         if rng.random() < 0.18:
             moment = self._abandon(who, person.cart, category, moment, person.spend_level)
+        return moment
+
+    def response_purchase(self, person: Person, moment: float, category: str | None) -> float:
+        """An order a message caused: from the e-mail's link straight to the product.
+
+        The customer arrives signed in (the link knows them), so nothing here touches the
+        state the baseline shop draws on (their cart, devices, order count): the baseline
+        goes on exactly as planned whatever the messages did. Someone never registered
+        (an e-mail from a newsletter form) does not buy this way.
+        """
+        if not person.registered:
+            return moment
+        self.stats.response_orders += 1
+        who = {"userId": person.user_id}
+        category = category or self._category(person.category_weights, moment)
+        product = self._product(category, moment, person.spend_level)
+        self.track(moment, who, "Product Viewed", product.properties())
+        cart: list[tuple[str, int]] = []
+        moment = self._next(moment)
+        self._add(who, cart, product, moment)
+        moment = self._next(moment)
+        self.track(moment, who, "Checkout Started", self._order_props(cart, None))
+        moment = self._next(moment)
+        props = {"order_id": self._order_id("E"), **self._order_props(cart, None)}
+        self.track(moment, who, "Order Completed", props)
+        self.response_order_ids.append(props["order_id"])
+        person.last_order = max(person.last_order, moment)
+        self._aftermath(who, props, moment)
         return moment
 
     def visitor(self, visitor: Visitor, moment: float) -> None:
@@ -376,13 +410,14 @@ class Shop:
         props = {"order_id": self._order_id("W"), **self._order_props(cart, coupon)}
         self.track(moment, who, "Order Completed", props)
         person.orders += 1
+        person.last_order = moment
         cart.clear()
         self._aftermath(who, props, moment)
         return moment
 
     def _order_id(self, prefix: str) -> str:
         self._order_seq += 1
-        return f"{prefix}{self.seed}-{self._order_seq:07d}"
+        return f"{prefix}{self.seed}{self.tag}-{self._order_seq:07d}"
 
     def _aftermath(self, who: dict[str, Any], order: dict[str, Any], moment: float) -> None:
         """Some orders are cancelled within hours, some refunded (whole or one line) later."""
@@ -444,6 +479,7 @@ class Shop:
         props["total"] = props["revenue"]
         self.track(moment, who, "Order Completed", props)
         person.orders += 1
+        person.last_order = moment
 
     def call(self, person: Person | None, moment: float) -> None:
         """A call to the contact centre: telephony knows only the caller's number."""

@@ -8,6 +8,7 @@ path produced what was sent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from rich.console import Group
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from rapport.demo.catalog import CURRENCY
 from rapport.demo.generator import GenerationResult
+from rapport.demo.simulate import SimulationResult
 from rapport.store.tables import customers, events, identities, orders
 
 
@@ -131,3 +133,31 @@ def render(summary: DemoSummary, result: GenerationResult | None = None) -> Grou
     for name, n in summary.events_by_name.items():
         by_name.add_row(name, f"{n:,}")
     return Group(shop, by_name)
+
+
+def simulation_table(
+    result: SimulationResult, planted: float, global_control: dict[str, Any]
+) -> Table:
+    """The simulated days at a glance: what was sent, what customers did, what it earned."""
+    table = Table(title="Simulated days (synthetic data)", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    counts = result.counts
+    table.add_row("simulated", f"{result.start:%Y-%m-%d} → {result.end:%Y-%m-%d}")
+    for name in sorted(k for k in counts if k.startswith("sent by ")):
+        table.add_row(f"messages {name}", f"{counts[name]:,}")
+    table.add_row("e-mails caught (real SMTP)", f"{counts['emails caught']:,}")
+    for name in ("opens", "clicks", "unsubscribes"):
+        table.add_row(name, f"{counts[name]:,}")
+    table.add_row("orders caused by messages", f"{len(result.caused_orders):,}")
+    table.add_row("revenue planted by the simulation", _money(planted))
+    inc = global_control.get("incremental") or {}
+    low, high = (inc.get("ci") or [None, None])[:2]
+    if inc.get("value") is not None and low is not None and high is not None:
+        measured = f"{_money(inc['value'])} (95% CI {_money(low)} to {_money(high)})"
+    else:
+        measured = "not measurable"
+    table.add_row("incremental revenue measured (global control)", measured)
+    table.add_row("shop events in the simulation", f"{result.shop_events:,}")
+    table.add_row("time", f"{result.seconds:.1f} s (+ refresh {result.refresh_seconds:.1f} s)")
+    return table

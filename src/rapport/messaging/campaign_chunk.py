@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.loyalty.summary import loyalty_summaries
 from rapport.messaging.campaign_throttle import Throttle
 from rapport.messaging.campaigns import Campaign
 from rapport.messaging.compose import Origin, Tracking, compose
@@ -93,6 +94,7 @@ def _fallbacks(
     origin: Origin,
     allowed: list[dict[int, Decision]],
     facts: Mapping[int, Reachable],
+    loyalty: Mapping[str, Any],
 ) -> tuple[Fallback, ...]:
     """The chain for one customer: each fallback channel the policy allows and the customer
     can be reached on, rendered from that channel's own template."""
@@ -114,6 +116,7 @@ def _fallbacks(
             origin=origin,
             channel=channel,
             recipient=_address(facts, cid, channel),
+            loyalty=loyalty,
         )
         if msg.skip_reason is not None:
             continue
@@ -157,6 +160,7 @@ def compose_chunk(
         for channel in (c.channel, *(str(f["channel"]) for f in c.fallback))
     }
     fallback_decisions = [decisions[str(f["channel"])] for f in c.fallback]
+    points = loyalty_summaries(conn, ids, run.now)  # for every template's ``loyalty``
     by_name = {str(v["name"]): int(v["template_id"]) for v in c.variants}
     messages: list[QueuedMessage] = []
     for row in rows:
@@ -165,7 +169,7 @@ def compose_chunk(
         origin = Origin(campaign_id=c.id, variant=variant)
         template_id = by_name.get(variant)
         tpl = None if template_id is None else run.template(conn, template_id)
-        chain = _fallbacks(run, conn, cid, key, origin, fallback_decisions, facts)
+        chain = _fallbacks(run, conn, cid, key, origin, fallback_decisions, facts, points[cid])
         decision = decisions[c.channel][cid]
         reason = decision.reason
         if decision.allowed and tpl is None:
@@ -196,6 +200,7 @@ def compose_chunk(
             origin=origin,
             fallback=chain,
             recipient=_address(facts, cid, c.channel),
+            loyalty=points[cid],
         )
         if msg.skip_reason is None:
             due = planned[cid]

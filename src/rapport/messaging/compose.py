@@ -4,7 +4,7 @@ Every sender — a campaign, a scenario step, a template's test send — goes th
 :func:`compose`: find the customer's address on the channel, build the template context,
 render the stored compiled version (compiled once at save time, rendered here once per
 recipient), add the unsubscribe and preference links, rewrite links for click tracking
-and add the open pixel. The result is a :class:`QueuedMessage` keyed by the caller's
+and add the open pixel. The loyalty summary is read here unless the caller brings it. The result is a :class:`QueuedMessage` keyed by the caller's
 idempotency key; a message that cannot be made for this customer (no address, the
 template failed for their data) comes back with ``skip_reason`` set, so the decision is
 recorded and the fallback chain still runs.
@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.loyalty.summary import loyalty_summaries
 from rapport.messaging.outbox import Fallback, Ident, QueuedMessage
 from rapport.messaging.recipients import recipient_for
 from rapport.messaging.templates.render import (
@@ -99,6 +100,8 @@ def compose(
         # card also looks up merged profiles, a scan of the customers table each time.
         found = customer_contexts(conn, [customer_id], now).get(customer_id)
         if found is not None:
+            if loyalty is None:
+                loyalty = loyalty_summaries(conn, [found["id"]], now)[found["id"]]
             context = context_for(
                 found, now, locale=locale, event=event, products=products, loyalty=loyalty
             )
@@ -121,7 +124,12 @@ def compose_many(
     channel = channel or template.channel
     addresses = _addresses(conn, [r.customer_id for r in recipients if not r.recipient], channel)
     reachable = [r.customer_id for r in recipients if r.recipient or addresses.get(r.customer_id)]
+    no_loyalty = {r.customer_id for r in recipients if r.loyalty is None}
     cards = customer_contexts(conn, reachable, now)
+    # The programme's summary for those the caller gave none: two queries for the batch.
+    points = loyalty_summaries(
+        conn, [c["id"] for cid, c in cards.items() if cid in no_loyalty], now
+    )
     out = []
     for who in recipients:
         address = who.recipient or addresses.get(who.customer_id)
@@ -134,7 +142,7 @@ def compose_many(
                 locale=locale,
                 event=who.event,
                 products=who.products,
-                loyalty=who.loyalty,
+                loyalty=who.loyalty if who.loyalty is not None else points[customer["id"]],
             )
         out.append(_message(template, who, address, context, channel, tracking, origin, send_at))
     return out

@@ -4,7 +4,8 @@ A customer reaches the bot through a deep link ``https://t.me/<bot>?start=<paylo
 whose payload is a signed token naming them (``Links.telegram_start``), so nobody can
 link a chat to someone else's card by guessing ids. ``/start <payload>`` links the chat
 (moving it if it was linked to someone else: one Telegram account, one owner), sets the
-telegram consent to subscribed and shows a reply-keyboard menu: balance, offers, stop.
+telegram consent to subscribed and shows a reply-keyboard menu: balance (the loyalty
+programme's summary), offers, stop.
 
 Answers go back in the webhook's own HTTP response as a Bot API method call
 (``{"method": "sendMessage", ...}``), which Telegram executes for us: no outgoing request,
@@ -26,14 +27,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from babel import Locale
+from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.customers.profile import live_id
+from rapport.loyalty.summary import loyalty_summary
 from rapport.messaging.channel_config import ChannelsConfig, TelegramConfig
 from rapport.messaging.push_subscriptions import Event, opt_in, opt_out
 from rapport.messaging.templates.filters import DEFAULT_LOCALE, normalize_locale
-from rapport.messaging.templates.render import EMPTY_LOYALTY
 from rapport.messaging.tracking import BadToken, Links
 from rapport.segments.config import read_setting
 from rapport.store.engine import upsert
@@ -120,15 +122,6 @@ def start_link(bot_username: str, links: Links, customer_id: int) -> str:
     return f"https://t.me/{bot_username}?start={links.telegram_start(customer_id)}"
 
 
-def loyalty_summary(conn: sa.Connection, customer_id: int) -> dict[str, Any]:
-    """Balance, tier and expiring points for ``/balance``.
-
-    The loyalty programme does not exist yet: this answers the templates' placeholder, and
-    is the one place to read the ledger once it does.
-    """
-    return dict(EMPTY_LOYALTY)
-
-
 # --- Texts -------------------------------------------------------------------------------
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -144,7 +137,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "из личного кабинета или письма магазина.",
         "balance": "Бонусный баланс: {balance} {points}.",
         "tier": "Уровень: {tier}.",
+        "pending": "Ожидают начисления: {pending} {pending_points}.",
         "expiring": "Скоро сгорят: {expiring} {expiring_points}.",
+        "expiring_first": ", первые — {date}.",
         "orders": "Заказов: {orders}.",
         "offers": "Новинки магазина:",
         "no_offers": "Пока новых предложений нет. Загляните позже!",
@@ -168,7 +163,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "from your account or an e-mail from the shop.",
         "balance": "Points balance: {balance} {points}.",
         "tier": "Tier: {tier}.",
+        "pending": "Pending: {pending} {pending_points}.",
         "expiring": "Expiring soon: {expiring} {expiring_points}.",
+        "expiring_first": ", the first on {date}.",
         "orders": "Orders: {orders}.",
         "offers": "New in the shop:",
         "no_offers": "No new offers right now. Check back soon!",
@@ -311,7 +308,7 @@ def handle_update(
     if command == "stop":
         return _stop(conn, msg.chat.id, chat, cid, locale, now)
     if command == "balance":
-        return BotAnswer(_say(msg.chat.id, _balance(conn, cid, locale), _menu(locale)))
+        return BotAnswer(_say(msg.chat.id, _balance(conn, cid, locale, now), _menu(locale)))
     if command == "offers":
         return BotAnswer(_say(msg.chat.id, _offers(conn, locale), _menu(locale)))
     return BotAnswer(_say(msg.chat.id, t["menu"], _menu(locale)))
@@ -403,9 +400,11 @@ def _set_stopped(conn: sa.Connection, chat_id: str, when: datetime | None) -> No
     )
 
 
-def _balance(conn: sa.Connection, cid: int, locale: str) -> str:
+def _balance(conn: sa.Connection, cid: int, locale: str, now: datetime) -> str:
+    """The programme's summary as of ``now`` (points whose return period just ended count
+    as spendable, as at the checkout), and the orders count."""
     t = TEXTS[locale]
-    loyalty = loyalty_summary(conn, cid)
+    loyalty = loyalty_summary(conn, cid, now)
     balance = loyalty.get("balance") or 0
     lines = [
         t["balance"].format(
@@ -415,14 +414,24 @@ def _balance(conn: sa.Connection, cid: int, locale: str) -> str:
     ]
     if loyalty.get("tier"):
         lines.append(t["tier"].format(tier=loyalty["tier"]))
-    expiring = loyalty.get("points_expiring") or 0
-    if expiring:
+    pending = loyalty.get("pending") or 0
+    if pending:
         lines.append(
-            t["expiring"].format(
-                expiring=babel_numbers.format_decimal(expiring, locale=locale),
-                expiring_points=_points(locale, expiring),
+            t["pending"].format(
+                pending=babel_numbers.format_decimal(pending, locale=locale),
+                pending_points=_points(locale, pending),
             )
         )
+    expiring = loyalty.get("points_expiring") or 0
+    if expiring:
+        text = t["expiring"].format(
+            expiring=babel_numbers.format_decimal(expiring, locale=locale),
+            expiring_points=_points(locale, expiring),
+        )
+        if loyalty.get("next_expiry") is not None:
+            first = babel_dates.format_date(loyalty["next_expiry"], "long", locale=locale)
+            text = text.removesuffix(".") + t["expiring_first"].format(date=first)
+        lines.append(text)
     orders = conn.execute(
         sa.select(customers.c.orders_count).where(customers.c.id == cid)
     ).scalar_one_or_none()

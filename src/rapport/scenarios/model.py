@@ -154,9 +154,20 @@ class FallbackSend(_Model):
     template: int | str
 
 
+class ProductBlock(_Model):
+    """The ``products`` the template renders: the recommender's picks for each customer
+    (docs/recommendations.md); product-based strategies use the trigger's product_id."""
+
+    strategy: Literal[
+        "bought_together", "compatible", "viewed_not_bought", "popular", "new_arrivals", "personal"
+    ]
+    limit: int = Field(4, ge=1, le=100)
+
+
 class Send(_Model):
     template: int | str
     channel: str | None = None  # the template's own channel when left out
+    products: ProductBlock | None = None
     fallback: list[FallbackSend] = Field(default_factory=list, max_length=4)
     # Transactional messages (an order confirmation) pass caps and quiet hours.
     transactional: bool = False

@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 
 from rapport.customers.edit import patch_customer
+from rapport.loyalty.coupons.errors import CouponError
+from rapport.loyalty.summary import loyalty_summaries
 from rapport.messaging.compose import Origin, Recipient, Tracking, compose_many
 from rapport.messaging.outbox import (
     CLICKED,
@@ -35,6 +37,7 @@ from rapport.messaging.outbox import (
 )
 from rapport.messaging.policy import DEFAULT_RANK, Decision, decide
 from rapport.messaging.templates.store import StoredTemplate, get_template
+from rapport.recommend.blocks import products_for
 from rapport.scenarios.model import Scenario, Step
 from rapport.scenarios.runs import Run, end
 from rapport.scenarios.store import resolve_segment, resolve_template
@@ -54,7 +57,9 @@ class Recorder(Protocol):
 
 
 class Hooks(Protocol):
-    """Loyalty actions; the loyalty programme implements them."""
+    """Loyalty actions; the loyalty programme implements them (loyalty/hooks.py). A
+    coupon that cannot be issued raises ``CouponError``: the step is skipped with its
+    reason and the run goes on."""
 
     def add_points(
         self, conn: sa.Connection, customer_id: int, points: int, key: str, now: datetime
@@ -268,7 +273,8 @@ def _send_many(
     ids, rank = [i.run.customer_id for i in items], items[0].rank
     decisions = ctx.consult(conn, ids, channel, now, send.transactional, rank)
     origin = Origin(scenario_id=scenario_id, step=step_id, variant=items[0].variant)
-    chains = _fallback_chains(conn, ctx, items, origin, now)
+    loyalty = _loyalty(conn, items, now)
+    chains = _fallback_chains(conn, ctx, items, origin, now, loyalty)
     messages: dict[str, QueuedMessage] = {}
     allowed: list[_Send] = []
     for item in items:
@@ -291,6 +297,7 @@ def _send_many(
         run.note(step_id, "skipped", decision.reason)
     if not allowed:
         return enqueue(conn, list(messages.values()), now)
+    blocks = _product_blocks(conn, send, allowed, now)
     composed = compose_many(
         conn,
         template,
@@ -298,7 +305,9 @@ def _send_many(
             Recipient(
                 i.run.customer_id,
                 i.key,
+                products=blocks.get(i.run.customer_id, ()),
                 event=_trigger(i.run),
+                loyalty=loyalty[i.key],
                 fallback=chains.get(i.key, ()),
             )
             for i in allowed
@@ -326,8 +335,41 @@ def _trigger(run: Run) -> dict[str, Any]:
     return dict(run.context.get("event") or run.context.get("trigger") or {})
 
 
+def _loyalty(conn: sa.Connection, items: list[_Send], now: datetime) -> dict[str, dict[str, Any]]:
+    """Per message key, the template's ``loyalty``: the programme's summary (read for the
+    whole group at once) and the codes this run's ``issue_coupon`` steps issued, by step
+    id, with the latest as ``coupon``."""
+    summaries = loyalty_summaries(conn, [i.run.customer_id for i in items], now)
+    out = {}
+    for item in items:
+        codes = dict(item.run.context.get("coupons") or {})
+        latest = list(codes.values())[-1] if codes else None
+        out[item.key] = {**summaries[item.run.customer_id], "coupons": codes, "coupon": latest}
+    return out
+
+
+def _product_blocks(
+    conn: sa.Connection, send: Any, items: list[_Send], now: datetime
+) -> dict[int, list[dict[str, Any]]]:
+    """The recommender's picks for each customer when the send asks for a block."""
+    if send.products is None:
+        return {}
+    product = {
+        i.run.customer_id: (_trigger(i.run).get("properties") or {}).get("product_id")
+        for i in items
+    }
+    return products_for(
+        conn, list(product), send.products.strategy, send.products.limit, now, product=product
+    )
+
+
 def _fallback_chains(
-    conn: sa.Connection, ctx: StepContext, items: list[_Send], origin: Origin, now: datetime
+    conn: sa.Connection,
+    ctx: StepContext,
+    items: list[_Send],
+    origin: Origin,
+    now: datetime,
+    loyalty: dict[str, dict[str, Any]],
 ) -> dict[str, tuple[Fallback, ...]]:
     """Per message key, the channels to try when the first does not deliver: each fallback
     channel the policy allows and the customer can be reached on, rendered from its own
@@ -347,7 +389,10 @@ def _fallback_chains(
             template,
             [
                 Recipient(
-                    i.run.customer_id, f"{i.key}:fallback:{spec.channel}", event=_trigger(i.run)
+                    i.run.customer_id,
+                    f"{i.key}:fallback:{spec.channel}",
+                    event=_trigger(i.run),
+                    loyalty=loyalty[i.key],
                 )
                 for i in allowed
             ],
@@ -478,7 +523,11 @@ def _act(conn: sa.Connection, ctx: StepContext, run: Run, step: Step, now: datet
             found = ctx.hooks.add_points(conn, cid, action.add_points, key, now)
         else:
             assert action.issue_coupon is not None
-            code, found = ctx.hooks.issue_coupon(conn, cid, action.issue_coupon, key, now)
+            try:
+                code, found = ctx.hooks.issue_coupon(conn, cid, action.issue_coupon, key, now)
+            except CouponError as exc:  # a paused or ended series: the run goes on without
+                run.note(step.id, "skipped", exc.message)
+                return []
             run.context.setdefault("coupons", {})[step.id] = code
         run.note(step.id, "done", kind)
         return found

@@ -32,7 +32,7 @@ class Snapshot:
 
     ``counters`` holds the per-day counts of the events read without property filters;
     ``events`` the (time, properties) of the events read with filters; both only for the
-    event names the rule reads.
+    event names the rule reads. ``loyalty`` and ``lots`` only for loyalty conditions.
     """
 
     customer: Mapping[str, Any]
@@ -40,3 +40,7 @@ class Snapshot:
     events: dict[str, list[tuple[datetime, Any]]] = field(default_factory=dict)
     consents: dict[str, str] = field(default_factory=dict)
     segments: frozenset[int] = frozenset()
+    # The loyalty account (balance, pending, tier; None: never had points) and the active
+    # lots still to expire as (expires_at, points), when the rule reads them.
+    loyalty: Mapping[str, Any] | None = None
+    lots: list[tuple[datetime, int]] = field(default_factory=list)

@@ -125,16 +125,13 @@ def update_segment(
 
 
 def delete_segment(conn: sa.Connection, segment_id: int, now: datetime) -> None:
-    """Refused while another segment's rule reads this one; closes current memberships."""
+    """Refused while another segment's rule reads this one. Its membership rows go with
+    it (they reference the segment); the timelines keep their entered/exited events."""
     get_segment(conn, segment_id)
     users = [s.id for s in all_segments(conn) if s.kind == "rules" and segment_id in _reads(s)]
     if users:
         raise SegmentConflict(f"segments {users} use this segment; change them first")
-    conn.execute(
-        segment_members.update()
-        .where(segment_members.c.segment_id == segment_id, segment_members.c.until.is_(None))
-        .values(until=now)
-    )
+    conn.execute(segment_members.delete().where(segment_members.c.segment_id == segment_id))
     conn.execute(segments.delete().where(segments.c.id == segment_id))
 
 

@@ -1,7 +1,8 @@
 """What a rule reads, so the real-time step re-evaluates only the segments an event can touch.
 
 An event can change a segment's membership only if the rule reads that event's name, a
-customer field the event updates, a consent channel, or another segment; and a rule whose
+customer field the event updates, a consent channel, another segment, or the loyalty
+account (a ledger entry); and a rule whose
 answer moves with time alone (sliding windows, days since, relative dates, anniversaries)
 needs the sweep.
 """
@@ -37,6 +38,10 @@ class Dependencies:
     segments: frozenset[int] = frozenset()
     time_dependent: bool = False
     every_event: bool = False
+    # Loyalty conditions: the account (tier, balance, pending) and, for expiring points,
+    # the lots; a ledger change (a ``loyalty`` touch) re-checks the rule.
+    loyalty: bool = False
+    loyalty_lots: bool = False
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Collector:
     segments: set[int] = field(default_factory=set)
     time_dependent: bool = False
     every_event: bool = False
+    loyalty: bool = False
+    loyalty_lots: bool = False
 
     def read_log(self, name: str, days: int | None) -> None:
         """A condition reads event ``name`` from the log ``days`` back (None: ever)."""
@@ -73,6 +80,8 @@ class Collector:
             segments=frozenset(self.segments),
             time_dependent=self.time_dependent,
             every_event=self.every_event,
+            loyalty=self.loyalty,
+            loyalty_lots=self.loyalty_lots,
         )
 
 

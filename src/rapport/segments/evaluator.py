@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from rapport.segments.conditions.loyalty import load_loyalty
 from rapport.segments.context import Context, Snapshot
 from rapport.segments.dependencies import Dependencies, dependencies
 from rapport.segments.rules import Rule
@@ -69,6 +70,7 @@ def load_snapshots(
             ):
                 if cid in found:
                     found[cid].consents[channel] = status
+        load_loyalty(conn, chunk, found, deps, now)
         if deps.segments or all_memberships:
             # ``all_memberships``: every current membership (the real-time step diffs with
             # them), a superset of what the rule's segment conditions read.

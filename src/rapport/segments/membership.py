@@ -45,6 +45,7 @@ class Touched:
     traits: bool = False
     consents: set[str] = field(default_factory=set)
     segments: set[int] = field(default_factory=set)
+    loyalty: bool = False  # a ledger entry moved the points account (balance, lots, tier)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class SegmentIndex:
                 or (touched.traits and "traits" in d.customer_fields)
                 or d.consent_channels & touched.consents
                 or d.segments & touched.segments
+                or (touched.loyalty and d.loyalty)
             ):
                 found.add(item.segment.id)
         return found

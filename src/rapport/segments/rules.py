@@ -3,7 +3,7 @@
 A rule is a JSON object. Branches are ``{"all": [...]}``, ``{"any": [...]}`` and
 ``{"not": {...}}``; a leaf is recognised by its key (``attribute``, ``computed``,
 ``event``, ``message``, ``consent``, ``segment``, ``rfm_cell``, ``lifecycle_stage``,
-``bucket``). Every problem is reported with the path of the bad node, e.g.
+``bucket``, ``loyalty``). Every problem is reported with the path of the bad node, e.g.
 ``rule.all[2].any[0].value``, and all of them at once.
 """
 
@@ -22,6 +22,7 @@ from rapport.errors import InvalidInput, Problem
 from rapport.segments.conditions.attributes import AttributeCondition, ComputedCondition
 from rapport.segments.conditions.base import Condition, InvalidNode
 from rapport.segments.conditions.events import EventCondition
+from rapport.segments.conditions.loyalty import LoyaltyCondition
 from rapport.segments.conditions.messages import MessageCondition
 from rapport.segments.conditions.profile import (
     BucketCondition,
@@ -47,6 +48,7 @@ CONDITIONS: dict[str, type[Condition]] = {
         RfmCellCondition,
         LifecycleCondition,
         BucketCondition,
+        LoyaltyCondition,
     )
 }
 BRANCHES = ("all", "any", "not")

@@ -692,3 +692,197 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_at", "at"),
     sa.Index("ix_audit_log_object", "object_type", "object_id"),
 )
+
+
+# --- loyalty (loyalty/: programme, ledger, tiers); migration 0010 ---
+
+# The points ledger: append-only, one row per change; every balance is a sum over it
+# (``points`` moves the active balance, ``pending`` the points waiting for the return
+# period to pass). ``key`` makes each change happen once (an order's accrual, a bonus,
+# a redemption's Idempotency-Key). Rows are never updated or deleted.
+loyalty_ledger = sa.Table(
+    "loyalty_ledger",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    # earn | bonus | activate | redeem | return | reverse | expire | adjust | transfer
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("pending", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),
+    sa.Column("order_id", sa.String(200)),
+    sa.Column("reason", sa.String(300), nullable=False, server_default=""),
+    sa.Column("details", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_loyalty_ledger_customer", "customer_id", "id"),
+    sa.Index("ix_loyalty_ledger_order", "order_id"),
+)
+
+# What is left of each credit (a lot), so points are spent and expire oldest first.
+# Derived from the ledger like the account: ``remaining`` falls as points are spent,
+# reversed or expire; ``status`` turns pending → active when the return period ends.
+loyalty_lots = sa.Table(
+    "loyalty_lots",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("entry_id", BigID, nullable=False),
+    sa.Column("order_id", sa.String(200)),
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("remaining", sa.Integer, nullable=False),
+    # pending | active
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("activates_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_loyalty_lots_customer", "customer_id", "status", "expires_at"),
+    sa.Index("ix_loyalty_lots_order", "order_id"),
+    # "Points expiring within N days" for every customer, and the daily expiry run.
+    sa.Index(
+        "ix_loyalty_lots_expiring",
+        "expires_at",
+        "customer_id",
+        postgresql_where=sa.text("status = 'active' AND remaining > 0"),
+        sqlite_where=sa.text("status = 'active' AND remaining > 0"),
+    ),
+    # The daily activation run.
+    sa.Index(
+        "ix_loyalty_lots_activation",
+        "activates_at",
+        postgresql_where=sa.text("status = 'pending' AND remaining > 0"),
+        sqlite_where=sa.text("status = 'pending' AND remaining > 0"),
+    ),
+)
+
+# One row per customer in the programme: the ledger's sums, kept in the transaction of
+# each ledger entry (segment conditions read it), and the tier.
+loyalty_accounts = sa.Table(
+    "loyalty_accounts",
+    metadata,
+    sa.Column("customer_id", BigID, primary_key=True),
+    sa.Column("balance", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("pending", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tier", sa.String(64)),
+    sa.Column("tier_since", UTCDateTime),
+    # When the soonest active points expire (None: none do).
+    sa.Column("next_expiry_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_loyalty_accounts_tier", "tier"),
+)
+
+# Checkout redemptions by Idempotency-Key: a repeated key answers the stored result.
+loyalty_redemptions = sa.Table(
+    "loyalty_redemptions",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("order_id", sa.String(200)),
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("request", JSONDoc, nullable=False),
+    sa.Column("result", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_loyalty_redemptions_customer", "customer_id"),
+    sa.Index("ix_loyalty_redemptions_order", "order_id"),
+)
+
+# --- end loyalty ---
+
+
+# --- coupons (loyalty/coupons*: series, codes, redemptions, personal discounts); migration 0011 ---
+
+# A coupon campaign: its settings (loyalty/coupons/model.py) as one checked document.
+coupon_series = sa.Table(
+    "coupon_series",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("settings", JSONDoc, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per code: a shared promo code, a printed code, or a customer's personal code.
+# ``uses`` is the counter a redemption raises with a conditional UPDATE (no double use).
+coupon_codes = sa.Table(
+    "coupon_codes",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("series_id", BigID, sa.ForeignKey("coupon_series.id"), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False, unique=True),
+    # The owner of a personal code; None for shared and printed codes.
+    sa.Column("customer_id", BigID, nullable=True, index=True),
+    # The idempotency key of the issue that made it (a scenario step, an API call).
+    sa.Column("issue_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("issued_at", UTCDateTime, nullable=True),
+    # "N days after issue": this code's own end, besides the series' window.
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("uses", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_coupon_codes_series_id", "series_id"),
+)
+
+# Uses of a series per customer, for "at most N per customer" under concurrency.
+coupon_customer_uses = sa.Table(
+    "coupon_customer_uses",
+    metadata,
+    sa.Column("series_id", BigID, sa.ForeignKey("coupon_series.id"), primary_key=True),
+    sa.Column("customer_id", BigID, primary_key=True),
+    sa.Column("uses", sa.Integer, nullable=False),
+)
+
+# One row per use of a code by an order; ``key`` makes a retried checkout a no-op.
+coupon_redemptions = sa.Table(
+    "coupon_redemptions",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False, unique=True),
+    sa.Column("code_id", BigID, sa.ForeignKey("coupon_codes.id"), nullable=False),
+    sa.Column("series_id", BigID, sa.ForeignKey("coupon_series.id"), nullable=False),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("order_id", sa.String(200), nullable=True),
+    # percent | amount
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("discount", sa.Float, nullable=False),
+    sa.Column("eligible_amount", sa.Float, nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=False),
+    # The order was cancelled and the use given back (series.return_on_cancel).
+    sa.Column("released_at", UTCDateTime, nullable=True),
+    sa.Index("ix_coupon_redemptions_code_id", "code_id"),
+    sa.Index("ix_coupon_redemptions_customer_id", "customer_id"),
+    sa.Index("ix_coupon_redemptions_order_id", "order_id"),
+)
+
+# A customer's personal discount in percent, one per source (manual | scenario | import);
+# the current discount is the largest one not expired.
+personal_discounts = sa.Table(
+    "personal_discounts",
+    metadata,
+    sa.Column("customer_id", BigID, primary_key=True),
+    sa.Column("source", sa.String(16), primary_key=True),
+    sa.Column("percent", sa.Float, nullable=False),
+    sa.Column("valid_until", UTCDateTime, nullable=True),
+    sa.Column("note", sa.String(500), nullable=False, server_default=""),
+    sa.Column("set_at", UTCDateTime, nullable=False),
+)
+
+# --- end coupons ---
+
+
+# --- recommendations (recommend/: precomputed tables); migration 0012 ---
+
+# The recommender's ranked lists, rewritten whole by each build (recommend/build.py).
+# ``kind`` is the strategy; ``list_key`` a product id for item neighbours (bought_together,
+# personal), a category id for per-category lists (popular, new_arrivals, compatible), or
+# "" for the whole catalog. Serving reads a few (kind, list_key) prefixes of the key.
+rec_lists = sa.Table(
+    "rec_lists",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("list_key", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("product_id", sa.String(200), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+)
+
+# --- end recommendations ---

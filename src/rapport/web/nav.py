@@ -31,14 +31,13 @@ SECTIONS: tuple[Section, ...] = (
         "segments",
         "/segments",
         N_("Segments"),
-        built=False,
         meanwhile=(("/api/segments", "docs/segments.md"), ("rapport segments", "docs/segments.md")),
     ),
     Section(
         "scenarios",
         "/scenarios",
         N_("Scenarios"),
-        built=False,
+        built=True,
         meanwhile=(
             ("/api/scenarios", "docs/scenarios.md"),
             ("rapport scenarios", "docs/scenarios.md"),
@@ -48,7 +47,6 @@ SECTIONS: tuple[Section, ...] = (
         "campaigns",
         "/campaigns",
         N_("Campaigns"),
-        built=False,
         meanwhile=(
             ("/api/campaigns", "docs/campaigns.md"),
             ("rapport campaigns", "docs/campaigns.md"),
@@ -58,17 +56,16 @@ SECTIONS: tuple[Section, ...] = (
         "templates",
         "/templates",
         N_("Templates"),
-        built=False,
         meanwhile=(("/api/templates", "docs/templates.md"),),
     ),
-    Section("loyalty", "/loyalty", N_("Loyalty"), built=False),
+    Section("loyalty", "/loyalty", N_("Loyalty")),
     Section("reports", "/reports", N_("Reports")),
-    Section("tasks", "/tasks", N_("Tasks"), built=False),
+    Section("tasks", "/tasks", N_("Tasks")),
     Section("settings", "/settings", N_("Settings")),
     Section("audit", "/audit", N_("Audit log"), permission=Permission.READ_AUDIT),
 )
 
-# The pages under Settings; channels are configured through the API until their page.
+# The pages under Settings.
 SETTINGS_PAGES: tuple[Section, ...] = (
     Section("users", "/settings/users", N_("Users"), permission=Permission.MANAGE_USERS),
     Section("keys", "/settings/keys", N_("API keys"), permission=Permission.MANAGE_KEYS),
@@ -77,7 +74,6 @@ SETTINGS_PAGES: tuple[Section, ...] = (
         "/settings/channels",
         N_("Channels"),
         permission=Permission.MANAGE_CHANNELS,
-        built=False,
         meanwhile=(("/api/channels", "docs/channels.md"),),
     ),
 )

@@ -8,7 +8,9 @@ The context a template sees (documented in docs/templates.md):
   ``lifecycle_stage``, …), ``consents`` and the current ``cart``.
 * ``event`` — the triggering event's ``name`` and ``properties`` (empty when none).
 * ``products`` — catalog products the caller chose (a cart, a recommendation block).
-* ``loyalty`` — balance and tier; an empty placeholder until the loyalty programme fills it.
+* ``loyalty`` — the programme's summary (``balance``, ``pending``, ``tier``,
+  ``tier_since``, ``points_expiring``, ``next_expiry``) and, in a scenario's messages, the
+  codes its ``issue_coupon`` steps issued (``coupon``: the latest, ``coupons``: by step id).
 * ``locale`` and ``timezone`` — what the money/date/plural filters format for.
 """
 
@@ -25,14 +27,30 @@ from jinja2 import Template, TemplateError
 
 from rapport.customers.card import card, computed_fields
 from rapport.customers.profile import PROFILE_COLUMNS, live_id
+from rapport.loyalty.summary import loyalty_summaries
 from rapport.messaging.templates.compile import HTML_ENV, TEXT_ENV, CompiledVariant
 from rapport.messaging.templates.filters import DEFAULT_TIMEZONE, normalize_locale
 from rapport.messaging.templates.sandbox import RapportSandbox, end_budget, start_budget
 from rapport.store.tables import cart_items, carts, consents, customers
 from rapport.store.tables import products as products_table
 
-# What ``loyalty`` holds until the loyalty programme provides it.
-EMPTY_LOYALTY: dict[str, Any] = {"balance": 0, "tier": None, "points_expiring": 0}
+# What ``loyalty`` holds for a customer without points (every key is always there, so a
+# template may test ``loyalty.coupon`` or ``loyalty.tier`` without guarding for it).
+EMPTY_LOYALTY: dict[str, Any] = {
+    "balance": 0,
+    "pending": 0,
+    "tier": None,
+    "tier_since": None,
+    "points_expiring": 0,
+    "next_expiry": None,
+    "coupon": None,
+    "coupons": {},
+}
+
+
+def loyalty_context(found: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``found`` (a summary, coupons) over :data:`EMPTY_LOYALTY`, in a fresh dict."""
+    return {**EMPTY_LOYALTY, "coupons": {}, **(found or {})}
 
 
 class RenderError(ValueError):
@@ -120,6 +138,8 @@ def build_context(
     found = card(conn, customer_id, now)
     if found is None:
         return None
+    if loyalty is None:
+        loyalty = loyalty_summaries(conn, [found["id"]], now)[found["id"]]
     return context_for(
         customer_context(found), now, locale=locale, event=event, products=products, loyalty=loyalty
     )
@@ -142,7 +162,7 @@ def context_for(
             "properties": dict((event or {}).get("properties") or {}),
         },
         "products": [dict(p) for p in products],
-        "loyalty": dict(loyalty) if loyalty is not None else dict(EMPTY_LOYALTY),
+        "loyalty": loyalty_context(loyalty),
         "locale": normalize_locale(locale or customer.get("locale")),
         "timezone": customer.get("timezone") or DEFAULT_TIMEZONE,
         "now": now,
@@ -257,10 +277,14 @@ def build_contexts(
 ) -> dict[int, dict[str, Any]]:
     """:func:`build_context` for many customers at once (set-based reads of their cards).
 
-    ``products`` and ``loyalty`` are per customer (a recommender's picks, a balance);
-    customers that do not exist are left out of the answer.
+    ``products`` and ``loyalty`` are per customer (a recommender's picks, a balance; the
+    programme's summary is read for those not given); customers that do not exist are
+    left out of the answer.
     """
     found = customer_contexts(conn, customer_ids, now)
+    if loyalty is None:
+        read = loyalty_summaries(conn, [c["id"] for c in found.values()], now)
+        loyalty = {cid: read[c["id"]] for cid, c in found.items()}
     return {
         cid: context_for(
             customer,

@@ -24,6 +24,7 @@ from rapport.customers import card as cards
 from rapport.customers.profile import live_id
 from rapport.customers.timeline import timeline
 from rapport.ingest.normalize import normalize_email, normalize_phone
+from rapport.loyalty.card import programme_sections
 from rapport.store.tables import customers, events
 from rapport.web.context import NotFound, Page, render, require
 
@@ -151,8 +152,10 @@ def card_page(
             ).where(customers.c.id == data["id"])
         ).one()
         event_names, event_sources = _choices(conn, data["id"])
+        programme = programme_sections(conn, data["id"], now)
     context = {
         "card": data,
+        "programme": programme,
         "predicted": predicted._asdict(),
         "event_names": event_names,
         "event_sources": event_sources,

@@ -70,3 +70,55 @@
   if (window.htmx) window.htmx.onLoad(drawCharts);
   else document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
 })();
+
+// Scenarios: a dry-run form the server refused (422, problems beside its fields) is
+// swapped in like an answer; htmx leaves 4xx answers out by default. Only forms marked
+// data-swap-rejected opt in.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var form = event.detail.elt && event.detail.elt.closest("[data-swap-rejected]");
+    if (form && event.detail.xhr.status === 422) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+})();
+
+// Campaigns and templates: the template editor's live preview.
+// - A draft's HTML is shown in a sandboxed frame by posting the draft into it: the preview
+//   partial carries one hidden form[data-frame-post] per language, targeting its frame.
+// - Picking a customer in the template editor sets the preview's and the test send's
+//   customer and asks for a new preview (the preview panel listens for rapport:preview).
+//   Where the page has no live preview (read-only), the link opens the page for them.
+(function () {
+  "use strict";
+  function postFrames(root) {
+    var forms = root.querySelectorAll ? root.querySelectorAll("form[data-frame-post]") : [];
+    if (root.matches && root.matches("form[data-frame-post]")) forms = [root];
+    Array.prototype.forEach.call(forms, function (form) { form.submit(); });
+  }
+  if (window.htmx) window.htmx.onLoad(postFrames);
+  else document.addEventListener("DOMContentLoaded", function () { postFrames(document); });
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("[data-pick-customer]");
+    var hidden = document.getElementById("preview-customer-id");
+    if (!link || !hidden) return;
+    event.preventDefault();
+    var id = link.getAttribute("data-pick-customer");
+    hidden.value = id;
+    var test = document.getElementById("test-customer-id");
+    if (test) test.value = id;
+    var results = document.getElementById("preview-customers");
+    if (results) results.textContent = link.getAttribute("data-label") + " (#" + id + ")";
+    document.body.dispatchEvent(new CustomEvent("rapport:preview", { bubbles: true }));
+  });
+})();
+
+// Settings → Channels: choosing another backend shows its settings at once (the form's
+// button does the same without JavaScript).
+document.addEventListener("change", function (event) {
+  var select = event.target;
+  if (select.matches && select.matches("select[data-autosubmit]") && select.form) select.form.submit();
+});

@@ -1,0 +1,1 @@
+"""The loyalty programme: points ledger, tiers, coupons and personal discounts, the checkout."""
