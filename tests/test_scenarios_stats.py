@@ -16,9 +16,10 @@ from rapport.messaging.outbox import CLICKED, DELIVERED, OPENED
 from rapport.messaging.policy import save_policy
 from rapport.messaging.templates.store import create_template
 from rapport.pipeline import Pipeline
-from rapport.scenarios.stats import scenario_stats
+from rapport.scenarios.model import parse_scenario
+from rapport.scenarios.stats import scenario_stats, summaries
 from rapport.scenarios.steps import _bucket
-from rapport.scenarios.store import create_scenario, get_scenario
+from rapport.scenarios.store import all_scenarios, create_scenario, get_scenario
 from rapport.store.engine import writing
 from rapport.worker import ScenarioLoop, dispatcher_for
 from tests.conftest import T0, basic, bearer
@@ -323,3 +324,28 @@ steps:
     assert (steps["spin"]["entered"], steps["spin"]["failed"]) == (1, 1)
     assert figures["runs"]["failed"] == 1 and figures["conversion"] == 0
     assert figures["groups"] == {}
+
+
+def test_summaries_count_as_the_full_report_does(
+    client: Any, app: Any, secret_key: str, write_key: str, clock: SimulatedClock
+) -> None:
+    """The list's grouped figures equal the full report's, for every window."""
+    _script(client, app, write_key, secret_key, clock)
+    windows = [
+        (T0 - timedelta(days=1), T0 + timedelta(days=1)),
+        (T0 + timedelta(days=5), T0 + timedelta(days=30)),
+        (T0 - timedelta(days=1), T0 + timedelta(days=30)),
+    ]
+    with app.state.engine.connect() as conn:
+        stored = all_scenarios(conn)
+        for since, until in windows:
+            counted = summaries(conn, since, until)
+            for found in stored:
+                full = scenario_stats(
+                    conn, found.id, parse_scenario(found.definition), since, until
+                )
+                row = counted.get(found.id, {"entered": 0, "sent": 0, "converted": 0})
+                assert row["entered"] == full["runs"]["entered"]
+                assert row["converted"] == full["runs"]["converted"]
+                assert row["sent"] == sum(step["sent"] for step in full["steps"])
+    assert any(row["entered"] for row in counted.values())

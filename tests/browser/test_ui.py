@@ -47,6 +47,15 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def _htmx_idle(page: Any) -> None:
+    """Wait until htmx has no request in flight and has settled its last swap: only then
+    are the swapped-in fields listened to, and a form redrawn from an earlier request can
+    no longer replace what is typed next."""
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+    )
+
+
 def _a_customer(engine: sa.Engine) -> tuple[int, str, str]:
     """The id, first name and email of a named customer of the demo shop."""
     with engine.connect() as conn:
@@ -341,17 +350,24 @@ def test_segments_build_two_conditions_by_clicking_and_watch_the_count(
         )
 
     def condition(key: str, field: str, op: str, value: str) -> None:
-        # Only once htmx has settled the last swap is a new select listened to: a change
-        # made before that is lost, and the row is never redrawn for a number.
-        page.wait_for_function(
-            "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
-        )
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        _htmx_idle(page)  # a change made before the last swap settles is lost
         page.select_option(f"select[name='{key}:field']", field)
         page.wait_for_selector(f"input[name='{key}:value'][type=number]")  # redrawn for a number
-        page.select_option(f"select[name='{key}:op']", op)
-        page.wait_for_selector(
-            f"select[name='{key}:op'] option[value='{op}'][selected]", state="attached"
-        )
+        # The operator is chosen again if a redraw that was already on its way (the field's,
+        # or the live count's debounced one) came back with the old choice.
+        chosen = f"select[name='{key}:op'] option[value='{op}'][selected]"
+        for _ in range(6):
+            _htmx_idle(page)
+            page.select_option(f"select[name='{key}:op']", op)
+            try:
+                page.wait_for_selector(chosen, state="attached", timeout=5000)
+                break
+            except PlaywrightTimeout:
+                continue
+        page.wait_for_selector(chosen, state="attached")
+        _htmx_idle(page)
         page.fill(f"input[name='{key}:value']", value)
 
     condition("r.0", "computed:orders_count", "ge", "1")
@@ -579,10 +595,11 @@ def test_compose_a_campaign_and_preview_it_for_a_customer(page: Any, shop: sa.En
     page.wait_for_url("**/campaigns")
     page.goto("/campaigns/new")
     page.fill("input[name=name]", "Spring news")
-    page.select_option("#campaign-channel", "email")
+    page.select_option("#campaign-channel", "email")  # redraws the form (htmx) for email
     page.wait_for_selector(
         "select[name='variants-0-template_id'] option:has-text('spring-a')", state="attached"
     )
+    _htmx_idle(page)
     page.select_option("#campaign-segment", label=f"With an email ({_size(shop, segment.id):,})")
     page.fill("input[name='variants-0-name']", "A")
     page.select_option("select[name='variants-0-template_id']", label="spring-a")

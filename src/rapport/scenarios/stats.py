@@ -528,3 +528,30 @@ def customer_runs(conn: sa.Connection, customer_id: int, limit: int = 100) -> li
         }
         for row in rows
     ]
+
+
+def summaries(conn: sa.Connection, since: datetime, until: datetime) -> dict[int, dict[str, Any]]:
+    """Every scenario's runs started in [since, until): entered, messages sent, converted
+    and the conversion rate, counted as :func:`scenario_stats` counts them, in three grouped
+    statements for all scenarios (a list page would otherwise build a full report each)."""
+    r, log = scenario_runs.c, scenario_step_log.c
+    window = (r.started_at >= since, r.started_at < until)
+    in_window = sa.select(r.id).where(*window)
+    pseudo = sa.or_(_goal_line(), log.step == END_STEP)
+    counts = {
+        "entered": sa.select(r.scenario_id, sa.func.count()).where(*window).group_by(r.scenario_id),
+        "sent": sa.select(log.scenario_id, sa.func.count())
+        .where(log.outcome == "sent", sa.not_(pseudo), log.run_id.in_(in_window))
+        .group_by(log.scenario_id),
+        "converted": sa.select(log.scenario_id, sa.func.count(sa.distinct(log.run_id)))
+        .where(_goal_line(), log.run_id.in_(in_window))
+        .group_by(log.scenario_id),
+    }
+    found: dict[int, dict[str, Any]] = {}
+    for name, query in counts.items():
+        for scenario_id, n in conn.execute(query):
+            row = found.setdefault(int(scenario_id), {"entered": 0, "sent": 0, "converted": 0})
+            row[name] = int(n)
+    for row in found.values():
+        row["conversion"] = _ratio(row["converted"], row["entered"])
+    return found

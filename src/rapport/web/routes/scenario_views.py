@@ -1,7 +1,7 @@
 """What the Scenarios pages show, gathered from the domain functions the API uses.
 
 Kept apart from the routes (``scenarios.py``) so each stays small: the list's figures
-(``stats.scenario_stats`` per scenario for the last 30 days, ``stats.live_runs``, and the
+(``stats.summaries`` of every scenario for the last 30 days, ``stats.live_runs``, and the
 attributed orders and revenue of ``message_metrics(..., "scenario_step")``), a scenario's
 page (its journey map in the page's language, with the figures of a period and version),
 the playbook library (read once per process), and the dry-run form (checked here, run by
@@ -158,6 +158,7 @@ def list_rows(conn: sa.Connection, now: datetime, language: str) -> list[dict[st
     period = parse_period(None, None, LIST_PERIOD, now.date())
     t, _ = diagram_language(language)
     live = stats.live_runs(conn)
+    counted = stats.summaries(conn, period.start, period.end)
     earned: dict[str, tuple[int, float]] = {}
     for m in message_metrics(conn, period, MessageFilter(), "scenario_step"):
         sid = m.key.get("scenario_id")
@@ -182,9 +183,9 @@ def list_rows(conn: sa.Connection, now: datetime, language: str) -> list[dict[st
             "revenue": earned.get(str(found.id), (0, 0.0))[1],
         }
         if scenario is not None:
-            figures = stats.scenario_stats(conn, found.id, scenario, period.start, period.end)
-            row["entered"] = figures["runs"]["entered"]
-            row["sent"] = sum(step["sent"] for step in figures["steps"])
+            figures = counted.get(found.id, {"entered": 0, "sent": 0, "conversion": None})
+            row["entered"] = figures["entered"]
+            row["sent"] = figures["sent"]
             row["conversion"] = figures["conversion"]
         rows.append(row)
     return rows
