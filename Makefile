@@ -29,7 +29,7 @@ chromium:
 
 test: $(STAMP) chromium
 	$(BIN)/python tests/postgres_server.py --ensure
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python tests/postgres_server.py --ensure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import threading
 import time
@@ -25,6 +26,11 @@ from rapport.store.tables import metadata
 from tests.postgres_server import create_database, server_url
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+# Parallel workers inherit COLUMNS/LINES of the parent's terminal, and Rich fixes a console's
+# width when it is made: the CLI tests set the width they need per call instead.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")

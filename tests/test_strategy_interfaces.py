@@ -26,7 +26,7 @@ from tests.test_web_support import (
     web_client,  # noqa: F401  (the `web` fixture)
 )
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "250"})  # the path printed must stay on one line
 
 
 def _cli(engine: sa.Engine, *args: str):  # type: ignore[no-untyped-def]

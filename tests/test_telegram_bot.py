@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from rapport.api.links import links_of
 from rapport.catalog.products import upsert_products
 from rapport.clock import SimulatedClock
 from rapport.messaging import telegram_bot
 from rapport.messaging.channel_config import ChannelsConfig, MemoryConfig, TelegramConfig
 from rapport.messaging.recipients import recipient_for
+from rapport.public_links import links_of
 from rapport.segments.config import write_setting
 from rapport.store.engine import writing
 from rapport.store.tables import consents, telegram_chats

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from rapport.api.links import links_of
 from rapport.customers.consents import ConsentChange, set_consents
 from rapport.customers.merge import merge_customers
 from rapport.customers.privacy import erase_customer
@@ -26,6 +25,7 @@ from rapport.messaging.compose import Origin, Tracking, compose
 from rapport.messaging.outbox import QueuedMessage, enqueue, unsubscribed
 from rapport.messaging.templates.store import create_template
 from rapport.messaging.tracking import Links, sign
+from rapport.public_links import links_of
 from rapport.store.engine import writing
 from rapport.store.tables import consents, customers, outbox
 from tests.conftest import T0, basic, bearer

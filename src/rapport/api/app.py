@@ -35,10 +35,10 @@ from rapport.api import (
     template_routes,
     tracking_routes,
 )
-from rapport.api.links import links_of
 from rapport.api.writer import IngestWriter
 from rapport.clock import Clock, SystemClock
 from rapport.pipeline import Pipeline
+from rapport.public_links import links_of
 from rapport.settings import Settings
 from rapport.store.engine import create_engine
 from rapport.web import install as install_web

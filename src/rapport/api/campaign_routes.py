@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict
 from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
-from rapport.api.links import links_of
 from rapport.errors import InvalidInput
 from rapport.messaging import campaign_start, holdout
 from rapport.messaging import campaigns as store
@@ -31,6 +30,7 @@ from rapport.messaging.campaign_report import campaign_report
 from rapport.messaging.campaign_send import send_campaign
 from rapport.messaging.compose import Tracking
 from rapport.messaging.policy import Priority, load_policy, save_policy
+from rapport.public_links import links_of
 from rapport.store.engine import writing
 from rapport.store.tables import customers
 from rapport.worker import campaign_recorder

@@ -17,6 +17,7 @@ from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
 from rapport.customers.card import summaries
 from rapport.errors import InvalidInput
+from rapport.scenarios.segment_usage import blocking
 from rapport.segments import definitions
 from rapport.segments.export import export_rows
 from rapport.segments.preview import preview as preview_rule
@@ -150,9 +151,14 @@ def change(request: Request, segment_id: int, body: SegmentChange) -> Response:
 
 @router.delete("/{segment_id}")
 def delete(request: Request, segment_id: int) -> Response:
-    """Delete a segment no other segment reads; its memberships are closed."""
+    """Delete a segment nothing acts on any more (409 names what still reads it: segments,
+    scenarios not archived, campaigns not sent); its memberships are closed."""
     seg = _segment(request, segment_id)
     with writing(request.app.state.engine) as conn:
+        users = blocking(conn, segment_id)
+        if users:
+            named = ", ".join(f"{u.kind} {u.id} {u.name!r} ({u.how})" for u in users)
+            raise ApiError(409, f"segment {segment_id} is used by {named}; change them first")
         definitions.delete_segment(conn, segment_id, request.app.state.clock.now())
         details = {"name": seg.name, "kind": seg.kind}
         record_key_change(conn, request, "segment.delete", "segment", segment_id, details)

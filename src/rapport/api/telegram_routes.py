@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
-from rapport.api.links import links_of
 from rapport.customers.profile import live_id
 from rapport.errors import InvalidInput, Problem
 from rapport.messaging import telegram_bot as bot
+from rapport.public_links import links_of
 from rapport.store.engine import writing
 
 router = APIRouter(tags=["telegram"])

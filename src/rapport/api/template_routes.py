@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from rapport.api.audit_key import record_key_change
 from rapport.api.auth import require_secret_key
 from rapport.api.errors import ApiError
-from rapport.api.links import links_of
 from rapport.errors import InvalidInput
 from rapport.messaging.templates import store
 from rapport.messaging.templates.preview import PreviewCustomerNotFound, preview_template
@@ -28,6 +27,7 @@ from rapport.messaging.templates.test_send import (
     TestCustomerNotFound,
     send_test_message,
 )
+from rapport.public_links import links_of
 from rapport.store.engine import writing
 
 

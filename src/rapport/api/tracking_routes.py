@@ -23,7 +23,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from rapport.api.links import links_of
 from rapport.api.public_pages import (
     PAGE_HEADERS,
     channel_name,
@@ -46,6 +45,7 @@ from rapport.messaging.unsubscribe import (
     unsubscribe,
     wanted_from_form,
 )
+from rapport.public_links import links_of
 from rapport.store.engine import writing
 
 router = APIRouter(tags=["tracking"], include_in_schema=False)

@@ -1,123 +1,38 @@
 """Executing steps: a run moves through instant steps until it waits or ends.
 
-Each step kind is a small function. A send consults the communication policy, composes
-the message and puts it in the outbox under the key ``run:{run}:step:{step}`` (with the
-visit number when a loop returns to a step), in the caller's transaction. What the policy
-refused is enqueued as a skipped row with its reason, so it is on the card's timeline like
-every other message status. Sends reached in the same round go in the order of their
-scenarios' ``priority`` (higher first, then first come), so when a customer's frequency
-cap has one slot left, the more important message takes it. Actions that need parts other
-issues provide (loyalty points, coupons) go through :class:`Hooks`; without them the step
-is logged as skipped, with the reason, and the run goes on.
+Each step kind is a small function. Sends are made in groups by :mod:`sending` (the
+policy, the composing, the outbox); sends reached in the same round go in the order of
+their scenarios' ``priority`` (higher first, then first come), so when a customer's
+frequency cap has one slot left, the more important message takes it. Actions that need
+parts other issues provide (loyalty points, coupons) go through the context's hooks
+(:mod:`step_context`); without them the step is logged as skipped, with the reason, and
+the run goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
 from rapport.customers.edit import patch_customer
 from rapport.loyalty.coupons.errors import CouponError
-from rapport.loyalty.summary import loyalty_summaries
-from rapport.messaging.compose import Origin, Recipient, Tracking, compose_many
-from rapport.messaging.outbox import (
-    CLICKED,
-    DELIVERED,
-    OPENED,
-    Event,
-    Fallback,
-    QueuedMessage,
-    enqueue,
-)
-from rapport.messaging.policy import DEFAULT_RANK, Decision, decide
-from rapport.messaging.templates.store import StoredTemplate, get_template
-from rapport.recommend.blocks import products_for
+from rapport.messaging.outbox import CLICKED, DELIVERED, OPENED, Event, QueuedMessage, enqueue
 from rapport.scenarios.model import Scenario, Step
 from rapport.scenarios.runs import Run, end
-from rapport.scenarios.store import resolve_segment, resolve_template
+from rapport.scenarios.sending import PendingSend, message_key, one_per_customer, reached, send_many
+from rapport.scenarios.step_context import StepContext
+from rapport.scenarios.store import resolve_segment
 from rapport.segments.evaluator import evaluate
 from rapport.store.tables import customers, events, tasks
 
+__all__ = ["StepContext", "advance", "advance_many"]
+
 MAX_STEPS_PER_TICK = 100
 OUTCOME_EVENTS = {"delivered": DELIVERED, "opened": OPENED, "clicked": CLICKED}
-
-
-class Recorder(Protocol):
-    """What list actions need from the pipeline (adding a member records an event)."""
-
-    def record(
-        self, conn: sa.Connection, customer_id: int, name: str, properties: dict[str, Any]
-    ) -> None: ...
-
-
-class Hooks(Protocol):
-    """Loyalty actions; the loyalty programme implements them (loyalty/hooks.py). A
-    coupon that cannot be issued raises ``CouponError``: the step is skipped with its
-    reason and the run goes on."""
-
-    def add_points(
-        self, conn: sa.Connection, customer_id: int, points: int, key: str, now: datetime
-    ) -> list[Event]: ...
-
-    def issue_coupon(
-        self, conn: sa.Connection, customer_id: int, series: str, key: str, now: datetime
-    ) -> tuple[str, list[Event]]: ...
-
-
-# (conn, customer ids, channel, now, transactional) → the policy's decision per customer
-Decide = Callable[[sa.Connection, list[int], str, datetime, bool], dict[int, Decision]]
-
-
-def policy_decide(
-    conn: sa.Connection,
-    ids: list[int],
-    channel: str,
-    now: datetime,
-    transactional: bool,
-    rank: int = DEFAULT_RANK,
-) -> dict[int, Decision]:
-    """The global communication policy (messaging/policy.py); ``rank`` is the scenario's
-    priority, which decides who may take a frequency cap's reserved slots."""
-    kind = "transactional" if transactional else "marketing"
-    return decide(conn, ids, channel, now, kind, rank=rank)
-
-
-@dataclass
-class StepContext:
-    """What steps need from outside the scenario: links, policy, list events, loyalty."""
-
-    tracking: Callable[[], Tracking] = lambda: Tracking(None)
-    decide: Decide = policy_decide
-    recorder: Recorder | None = None
-    hooks: Hooks | None = None
-    _templates: dict[int, StoredTemplate] = field(default_factory=dict)
-
-    def consult(
-        self,
-        conn: sa.Connection,
-        ids: list[int],
-        channel: str,
-        now: datetime,
-        transactional: bool,
-        rank: int,
-    ) -> dict[int, Decision]:
-        """The policy for a sender of priority ``rank``. A ``decide`` put in place of the
-        global policy (a test's, a dry run's) is asked without it."""
-        if self.decide is policy_decide:
-            return policy_decide(conn, ids, channel, now, transactional, rank)
-        return self.decide(conn, ids, channel, now, transactional)
-
-    def template(self, conn: sa.Connection, ref: int | str) -> StoredTemplate | None:
-        tid = resolve_template(conn, ref)
-        if tid is None:
-            return None
-        return get_template(conn, tid)
 
 
 def advance(
@@ -125,24 +40,6 @@ def advance(
 ) -> list[Event]:
     """Run instant steps from ``run.step`` until the run waits or ends."""
     return advance_many(conn, ctx, [(scenario, run)], now)
-
-
-@dataclass
-class _Send:
-    """A send step one run reached in this round; sent with the others of its group."""
-
-    run: Run
-    step: Step
-    key: str
-    variant: str | None
-    rank: int  # the scenario's priority
-
-
-def _reached(scenario: Scenario, run: Run, step: Step) -> _Send:
-    key = message_key(run, step.id)
-    run.context.setdefault("sent", {})[step.id] = key
-    variant = run.context.get("paths", {}).get("ab")
-    return _Send(run, step, key, variant, scenario.definition.priority)
 
 
 def advance_many(
@@ -161,7 +58,7 @@ def advance_many(
         if not moving:
             return events
         going: list[tuple[Scenario, Run]] = []
-        sends: dict[tuple[int, int, str, str | None], list[_Send]] = {}
+        sends: dict[tuple[int, int, str, str | None], list[PendingSend]] = {}
         for scenario, run in moving:
             if run.status != "active":
                 continue
@@ -172,7 +69,7 @@ def advance_many(
             visits = run.context.setdefault("visits", {})
             visits[step.id] = visits.get(step.id, 0) + 1
             if step.send is not None:
-                item = _reached(scenario, run, step)
+                item = reached(scenario, run, step)
                 group = (run.scenario_id, run.version, step.id, item.variant)
                 sends.setdefault(group, []).append(item)
                 run.step = scenario.following(step.id)
@@ -185,8 +82,8 @@ def advance_many(
         # Higher priority first when frequency caps collide; sorted() is stable, so equal
         # priorities keep the order the runs came in (first come, first served).
         for items in sorted(sends.values(), key=lambda group: -group[0].rank):
-            for part in _one_per_customer(items):
-                events.extend(_send_many(conn, ctx, part, now))
+            for part in one_per_customer(items):
+                events.extend(send_many(conn, ctx, part, now))
         moving = going
     for _, run in moving:
         if run.status == "active":
@@ -209,7 +106,7 @@ def _execute(
         end(run, "done", "exit step")
         return None, True
     if step.send is not None:
-        events.extend(_send_many(conn, ctx, [_reached(scenario, run, step)], now))
+        events.extend(send_many(conn, ctx, [reached(scenario, run, step)], now))
         return after, False
     if step.wait is not None:
         return _wait(conn, scenario, run, step, now)
@@ -233,187 +130,6 @@ def _execute(
         events.extend(_act(conn, ctx, run, step, now))
         return after, False
     raise AssertionError(f"step {step.id} has no kind")
-
-
-def message_key(run: Run, step_id: str) -> str:
-    visit = run.context.get("visits", {}).get(step_id, 1)
-    key = f"run:{run.id}:step:{step_id}"
-    return key if visit <= 1 else f"{key}:{visit}"
-
-
-def _one_per_customer(items: list[_Send]) -> list[list[_Send]]:
-    """The group in parts with each customer at most once, so that the second message
-    to a customer (two runs of one scenario for two carts) is decided after the first is
-    queued, and frequency caps count it."""
-    parts: list[list[_Send]] = []
-    seen: dict[int, int] = {}  # customer → how many parts have them already
-    for item in items:
-        k = seen.get(item.run.customer_id, 0)
-        seen[item.run.customer_id] = k + 1
-        if k == len(parts):
-            parts.append([])
-        parts[k].append(item)
-    return parts
-
-
-def _send_many(
-    conn: sa.Connection, ctx: StepContext, items: list[_Send], now: datetime
-) -> list[Event]:
-    """The messages of one send step (of one scenario version and variant) for many runs."""
-    send = items[0].step.send
-    assert send is not None
-    step_id = items[0].step.id
-    template = ctx.template(conn, send.template)
-    if template is None:
-        for item in items:
-            item.run.note(step_id, "skipped", f"template {send.template!r} no longer exists")
-        return []
-    channel = send.channel or template.channel
-    scenario_id = items[0].run.scenario_id
-    ids, rank = [i.run.customer_id for i in items], items[0].rank
-    decisions = ctx.consult(conn, ids, channel, now, send.transactional, rank)
-    origin = Origin(scenario_id=scenario_id, step=step_id, variant=items[0].variant)
-    loyalty = _loyalty(conn, items, now)
-    chains = _fallback_chains(conn, ctx, items, origin, now, loyalty)
-    messages: dict[str, QueuedMessage] = {}
-    allowed: list[_Send] = []
-    for item in items:
-        run, decision = item.run, decisions[item.run.customer_id]
-        if decision.allowed:
-            allowed.append(item)
-            continue
-        messages[item.key] = QueuedMessage(
-            idempotency_key=item.key,
-            channel=channel,
-            recipient="",
-            body_text="",
-            customer_id=run.customer_id,
-            template_id=template.id,
-            scenario_id=scenario_id,
-            step=step_id,
-            skip_reason=decision.reason or "policy",
-            fallback=chains.get(item.key, ()),
-        )
-        run.note(step_id, "skipped", decision.reason)
-    if not allowed:
-        return enqueue(conn, list(messages.values()), now)
-    blocks = _product_blocks(conn, send, allowed, now)
-    composed = compose_many(
-        conn,
-        template,
-        [
-            Recipient(
-                i.run.customer_id,
-                i.key,
-                products=blocks.get(i.run.customer_id, ()),
-                event=_trigger(i.run),
-                loyalty=loyalty[i.key],
-                fallback=chains.get(i.key, ()),
-            )
-            for i in allowed
-        ],
-        now=now,
-        tracking=ctx.tracking(),
-        origin=origin,
-        channel=channel,
-    )
-    for item, message in zip(allowed, composed, strict=True):
-        send_at = decisions[item.run.customer_id].send_at
-        if send_at is not None:
-            message = replace(message, send_at=send_at)
-        messages[item.key] = message
-        if message.skip_reason is not None:
-            item.run.note(step_id, "skipped", message.skip_reason)
-        elif send_at is not None and send_at > now:
-            item.run.note(step_id, "deferred", f"until {send_at.isoformat()}")
-        else:
-            item.run.note(step_id, "sent")
-    return enqueue(conn, [messages[i.key] for i in items], now)
-
-
-def _trigger(run: Run) -> dict[str, Any]:
-    return dict(run.context.get("event") or run.context.get("trigger") or {})
-
-
-def _loyalty(conn: sa.Connection, items: list[_Send], now: datetime) -> dict[str, dict[str, Any]]:
-    """Per message key, the template's ``loyalty``: the programme's summary (read for the
-    whole group at once) and the codes this run's ``issue_coupon`` steps issued, by step
-    id, with the latest as ``coupon``."""
-    summaries = loyalty_summaries(conn, [i.run.customer_id for i in items], now)
-    out = {}
-    for item in items:
-        codes = dict(item.run.context.get("coupons") or {})
-        latest = list(codes.values())[-1] if codes else None
-        out[item.key] = {**summaries[item.run.customer_id], "coupons": codes, "coupon": latest}
-    return out
-
-
-def _product_blocks(
-    conn: sa.Connection, send: Any, items: list[_Send], now: datetime
-) -> dict[int, list[dict[str, Any]]]:
-    """The recommender's picks for each customer when the send asks for a block."""
-    if send.products is None:
-        return {}
-    product = {
-        i.run.customer_id: (_trigger(i.run).get("properties") or {}).get("product_id")
-        for i in items
-    }
-    return products_for(
-        conn, list(product), send.products.strategy, send.products.limit, now, product=product
-    )
-
-
-def _fallback_chains(
-    conn: sa.Connection,
-    ctx: StepContext,
-    items: list[_Send],
-    origin: Origin,
-    now: datetime,
-    loyalty: dict[str, dict[str, Any]],
-) -> dict[str, tuple[Fallback, ...]]:
-    """Per message key, the channels to try when the first does not deliver: each fallback
-    channel the policy allows and the customer can be reached on, rendered from its own
-    template (push → Telegram → SMS)."""
-    send = items[0].step.send
-    assert send is not None
-    chains: dict[str, list[Fallback]] = {}
-    ids = [i.run.customer_id for i in items]
-    for spec in send.fallback:
-        template = ctx.template(conn, spec.template)
-        if template is None:
-            continue
-        decisions = ctx.consult(conn, ids, spec.channel, now, send.transactional, items[0].rank)
-        allowed = [i for i in items if decisions[i.run.customer_id].allowed]
-        composed = compose_many(
-            conn,
-            template,
-            [
-                Recipient(
-                    i.run.customer_id,
-                    f"{i.key}:fallback:{spec.channel}",
-                    event=_trigger(i.run),
-                    loyalty=loyalty[i.key],
-                )
-                for i in allowed
-            ],
-            now=now,
-            tracking=ctx.tracking(),
-            origin=origin,
-            channel=spec.channel,
-        )
-        for item, msg in zip(allowed, composed, strict=True):
-            if msg.skip_reason is None:  # empty, not None: nothing of the first is inherited
-                chains.setdefault(item.key, []).append(
-                    Fallback(
-                        spec.channel,
-                        msg.recipient,
-                        subject=msg.subject or "",
-                        body_text=msg.body_text,
-                        body_html=msg.body_html or "",
-                        data=dict(msg.data),
-                    )
-                )
-    return {key: tuple(chain) for key, chain in chains.items()}
 
 
 def _wait(

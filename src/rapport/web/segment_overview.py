@@ -8,32 +8,27 @@ end over the last 30 days; only rows that moved in that window are read. The tre
 the stored membership, so a segment created or changed in the window shows the jump of
 its (silent) refill on that day, and zero before it existed.
 
-**Usage.** Who reads a segment: other segments' rules, scenarios (trigger, schedule
-audience, list actions, branch rules) and campaigns. The ones still able to act on it
-(segments, scenarios not archived, campaigns not sent or cancelled) block deletion.
+**Usage.** Who reads a segment, and which users block its deletion, is
+``scenarios/segment_usage.py`` (the API's delete asks it too).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from rapport.errors import InvalidInput
-from rapport.messaging.campaigns import list_campaigns
-from rapport.scenarios.model import ScheduleTrigger, SegmentTrigger
-from rapport.scenarios.store import all_scenarios
+from rapport.scenarios.segment_usage import Use, usage
 from rapport.segments.config import read_setting
 from rapport.segments.definitions import Segment
-from rapport.segments.dependencies import dependencies
-from rapport.segments.rules import parse_rule
 from rapport.segments.sweep import SWEEP_STATE
 from rapport.store.tables import segment_members
 from rapport.web.i18n import N_
 
 TREND_DAYS = 30
-LIVE_CAMPAIGNS = ("draft", "scheduled", "sending")
+# The words of scenarios/segment_usage.py, marked here for the UI's catalog.
+USE_WORDS = (N_("its rule"), N_("audience"), N_("trigger"), N_("action"), N_("condition"))
+__all__ = ["USE_WORDS", "Use", "day_ends", "refreshed", "sparkline", "trends", "usage"]
 
 
 def day_ends(now: datetime, days: int = TREND_DAYS) -> list[datetime]:
@@ -105,66 +100,3 @@ def refreshed(conn: sa.Connection, found: list[Segment]) -> dict[int, datetime]:
             at = max(at, datetime.fromisoformat(state["at"]))
         out[seg.id] = at
     return out
-
-
-@dataclass(frozen=True)
-class Use:
-    """Something that reads a segment: ``kind`` segment/scenario/campaign, and how."""
-
-    kind: str
-    id: int
-    name: str
-    how: str
-    blocks: bool
-
-
-def usage(conn: sa.Connection, found: list[Segment]) -> dict[int, list[Use]]:
-    by_name = {s.name: s.id for s in found}
-    known = set(by_name.values())
-
-    def ref(value: int | str | None) -> int | None:
-        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-            return int(value) if int(value) in known else None
-        return by_name.get(value) if value is not None else None
-
-    uses: dict[int, list[Use]] = {}
-
-    def add(target: int | None, use: Use) -> None:
-        if target is not None and use not in uses.get(target, []):
-            uses.setdefault(target, []).append(use)
-
-    for seg in found:
-        if seg.kind == "rules" and seg.rules:
-            for sid in _reads(seg.rules):
-                add(sid, Use("segment", seg.id, seg.name, N_("its rule"), True))
-    for stored in all_scenarios(conn):
-        try:
-            scenario = stored.parsed()
-        except InvalidInput:
-            continue
-        live = stored.status != "archived"
-        trigger = scenario.trigger
-        if isinstance(trigger, SegmentTrigger | ScheduleTrigger):
-            how = N_("audience") if isinstance(trigger, ScheduleTrigger) else N_("trigger")
-            add(ref(trigger.segment), Use("scenario", stored.id, stored.name, how, live))
-        for step in scenario.definition.steps:
-            if step.action is not None:
-                for target in (step.action.add_to_list, step.action.remove_from_list):
-                    add(ref(target), Use("scenario", stored.id, stored.name, N_("action"), live))
-        for rule in scenario.rules.values():
-            for sid in dependencies(rule).segments:
-                add(sid, Use("scenario", stored.id, stored.name, N_("condition"), live))
-    for campaign in list_campaigns(conn):
-        live = campaign.status in LIVE_CAMPAIGNS
-        add(
-            ref(campaign.segment_id),
-            Use("campaign", campaign.id, campaign.name, N_("audience"), live),
-        )
-    return uses
-
-
-def _reads(rules: object) -> frozenset[int]:
-    try:
-        return dependencies(parse_rule(rules)).segments  # type: ignore[arg-type]
-    except InvalidInput:
-        return frozenset()

@@ -23,12 +23,12 @@ from rapport.access.roles import Permission
 from rapport.analytics.experiments.chart import experiment_chart
 from rapport.analytics.experiments.options import Options
 from rapport.analytics.experiments.splits import campaign_experiment
-from rapport.api.links import links_of
 from rapport.customers import card as cards
 from rapport.messaging import campaigns as store
 from rapport.messaging.campaign_preview import PreviewCustomerNotFound, preview_campaign
 from rapport.messaging.compose import Tracking
 from rapport.messaging.templates.store import all_templates
+from rapport.public_links import links_of
 from rapport.segments.definitions import SegmentNotFound, get_segment
 from rapport.web.campaign_forms import LABELS
 from rapport.web.campaign_results import campaign_results

@@ -21,7 +21,6 @@ from fastapi.responses import RedirectResponse, Response
 
 from rapport.access import audit
 from rapport.access.roles import Permission
-from rapport.api.links import links_of
 from rapport.errors import InvalidInput, Problem
 from rapport.messaging import campaign_start
 from rapport.messaging import campaigns as store
@@ -29,6 +28,7 @@ from rapport.messaging.campaign_send import send_campaign
 from rapport.messaging.compose import Tracking
 from rapport.messaging.policy import Priority, load_policy
 from rapport.messaging.templates.store import all_templates
+from rapport.public_links import links_of
 from rapport.segments.definitions import all_segments, sizes
 from rapport.store.engine import writing
 from rapport.web.campaign_forms import (

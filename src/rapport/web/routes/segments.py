@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from rapport.access import audit
 from rapport.access.roles import Permission
 from rapport.errors import InvalidInput, Problem
+from rapport.scenarios.segment_usage import blocking
 from rapport.segments import definitions
 from rapport.segments.export import export_rows
 from rapport.segments.preview import refill
@@ -28,7 +29,6 @@ from rapport.store.engine import writing
 from rapport.web.context import NotFound, Page, render, require
 from rapport.web.i18n import N_
 from rapport.web.segment_forms import Draft, draft_from_form, draft_of
-from rapport.web.segment_overview import usage
 from rapport.web.segment_pages import (
     builder_context,
     detail_context,
@@ -210,8 +210,7 @@ def delete(
     now = page.clock.now()
     try:
         with writing(page.engine) as conn:
-            uses = usage(conn, definitions.all_segments(conn)).get(segment_id, [])
-            if any(use.blocks for use in uses):
+            if blocking(conn, segment_id):
                 raise definitions.SegmentConflict("in use")
             definitions.delete_segment(conn, segment_id, now)
             audit.record(

@@ -17,7 +17,6 @@ from fastapi.responses import RedirectResponse, Response
 
 from rapport.access import audit
 from rapport.access.roles import Permission
-from rapport.api.links import links_of
 from rapport.errors import InvalidInput, Problem
 from rapport.messaging.channels.base import CHANNELS
 from rapport.messaging.templates import store
@@ -27,6 +26,7 @@ from rapport.messaging.templates.test_send import (
     TestCustomerNotFound,
     send_test_message,
 )
+from rapport.public_links import links_of
 from rapport.store.engine import writing
 from rapport.web.context import NotFound, Page, render, require
 from rapport.web.form_problems import problems_by_field

@@ -1,5 +1,8 @@
 """The signer of this server's public links, made on first use.
 
+Shared by the API and the web UI (both are parts of one app), so it lives beside them
+rather than inside either.
+
 Making it needs the store (the signing key may be kept there), so it is not made while
 the app is being built, before ``rapport db upgrade`` may have run.
 """
