@@ -27,9 +27,11 @@ from tests.postgres_server import create_database, server_url
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
-# Parallel workers inherit COLUMNS/LINES of the parent's terminal, and Rich fixes a console's
-# width when it is made: the CLI tests set the width they need per call instead.
-os.environ.pop("COLUMNS", None)
+# Rich fixes a console's width when it is made (the CLI's at import), from COLUMNS if set.
+# Parallel workers inherit the parent terminal's 80 columns, and their temporary paths are
+# longer: a wide console keeps printed paths on one line; a test that needs another width
+# sets it for its call (typer makes its help console per call).
+os.environ["COLUMNS"] = "200"
 os.environ.pop("LINES", None)
 
 

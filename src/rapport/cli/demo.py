@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from rapport.demo.strategy import Strategy
 
 demo_app = typer.Typer(
-    help="The demo: a synthetic clothing and footwear shop sent through the real ingest path.",
+    help="The demo: a synthetic clothing and footwear shop (or, with --vertical bank, a retail "
+    "bank) sent through the real ingest path.",
     no_args_is_help=True,
 )
 app.add_typer(demo_app, name="demo")
@@ -37,13 +39,30 @@ DemoDays = Annotated[
 DemoSeed = Annotated[int, typer.Option("--seed", help="random seed: same seed, same shop")]
 
 
-def _strategy(path: Path | None) -> Strategy:
-    from rapport.demo.strategy import DEFAULT, StrategyError, load_strategy
+class Vertical(StrEnum):
+    shop = "shop"
+    bank = "bank"
+
+
+DemoVertical = Annotated[
+    Vertical,
+    typer.Option(
+        "--vertical",
+        help="the business simulated: a clothing and footwear shop with the retail playbooks, "
+        "or a retail bank (cards, deposits, loans, insurance; applications, activations, card "
+        "transactions, logins, support calls, a credit score) with the bank playbooks",
+    ),
+]
+
+
+def _strategy(path: Path | None, vertical: Vertical = Vertical.shop) -> Strategy:
+    from rapport.demo.strategy import StrategyError, load_strategy
+    from rapport.demo.verticals import PACKS, default_strategy
 
     if path is None:
-        return DEFAULT
+        return default_strategy(vertical.value)
     try:
-        return load_strategy(path)
+        return load_strategy(path, PACKS[vertical.value])
     except StrategyError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None
@@ -55,13 +74,15 @@ def demo_generate(
     months: DemoMonths = 6,
     seed: DemoSeed = 42,
     database_url: DatabaseUrl = None,
+    vertical: DemoVertical = Vertical.shop,
 ) -> None:
-    """Generate the shop's history into a store (upgraded first) and print a summary."""
+    """Generate the shop's (or the bank's) history into a store (upgraded first) and print a
+    summary."""
     from rapport.demo.generator import DemoConfig
     from rapport.demo.runner import generate_with_progress, prepare, print_summary
 
     engine = prepare(settings_for(database_url).database_url)
-    config = DemoConfig(customers=customers, months=months, seed=seed)
+    config = DemoConfig(customers=customers, months=months, seed=seed, vertical=vertical.value)
     result = generate_with_progress(engine, config, console)
     print_summary(engine, result, console)
 
@@ -74,7 +95,11 @@ def demo_run(
     seed: DemoSeed = 42,
     strategy: Annotated[
         Path | None,
-        typer.Option("--strategy", help="a strategy YAML (default: the playbook library)"),
+        typer.Option(
+            "--strategy",
+            help="a strategy YAML naming playbooks of the vertical's pack (default: the "
+            "retail playbook library; with --vertical bank, the bank pack)",
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
@@ -84,10 +109,12 @@ def demo_run(
         "demo-report.html"
     ),
     no_serve: Annotated[bool, typer.Option("--no-serve", help="stop after the report")] = False,
+    vertical: DemoVertical = Vertical.shop,
 ) -> None:
     """History, then DAYS simulated days with scenarios, real SMTP into the mail catcher and
-    customers answering; a summary, demo-report.html, keys, a login, then `rapport serve`."""
-    from rapport.demo.generator import DemoConfig, History
+    customers answering; a summary, demo-report.html, keys, a login, then `rapport serve`.
+    `--vertical bank` runs a retail bank with the bank playbooks instead of the shop."""
+    from rapport.demo.generator import DemoConfig
     from rapport.demo.runner import (
         DEMO_DATABASE,
         DEMO_MAIL,
@@ -100,14 +127,17 @@ def demo_run(
         print_summary,
         simulate_and_report,
     )
+    from rapport.demo.verticals import make_history
 
-    chosen = _strategy(strategy)
+    chosen = _strategy(strategy, vertical)
     began = time.perf_counter()
     url = database_url or fresh_sqlite_url(Path(DEMO_DATABASE))
     maildir = fresh_maildir(Path(DEMO_MAIL).resolve())
     engine = prepare(url)
-    config = DemoConfig(customers=customers, months=months, days=days, seed=seed)
-    history = History(config)
+    config = DemoConfig(
+        customers=customers, months=months, days=days, seed=seed, vertical=vertical.value
+    )
+    history = make_history(config)
     result = generate_with_progress(engine, config, console, history)
     print_summary(engine, result, console)
     outcome = simulate_and_report(
@@ -142,15 +172,20 @@ def demo_compare(
             "--workdir", help="keep the stores and caught mail here (default: a temp dir)"
         ),
     ] = None,
+    vertical: DemoVertical = Vertical.shop,
 ) -> None:
     """Run strategies A and B on the same simulated population; B's incremental revenue and
-    unsubscribes over A with 95% confidence intervals."""
+    unsubscribes over A with 95% confidence intervals. With `--vertical bank` the strategies
+    name bank playbooks and revenue is card spend."""
     from rapport.demo.compare import compare_runs, config_json, print_comparison, run_strategy
-    from rapport.demo.generator import DemoConfig, History
+    from rapport.demo.generator import DemoConfig
     from rapport.demo.runner import generate_with_progress, prepare, simulate_progress_bar
+    from rapport.demo.verticals import WORDS, make_history
 
-    first, second = _strategy(a), _strategy(b)
-    config = DemoConfig(customers=customers, months=months, days=days, seed=seed)
+    first, second = _strategy(a, vertical), _strategy(b, vertical)
+    config = DemoConfig(
+        customers=customers, months=months, days=days, seed=seed, vertical=vertical.value
+    )
     out = Console(stderr=True) if as_json else console
     with tempfile.TemporaryDirectory(prefix="rapport-compare-") as temp:
         work = workdir or Path(temp)
@@ -159,12 +194,14 @@ def demo_compare(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{base}{suffix}").unlink(missing_ok=True)
         engine = prepare(f"sqlite:///{base}")
-        history = History(config)
+        history = make_history(config)
         generate_with_progress(engine, config, out, history)
         engine.dispose()
         runs = []
         for label, strategy in (("a", first), ("b", second)):
-            with simulate_progress_bar(out, f"{label.upper()}: {strategy.name}") as progress:
+            with simulate_progress_bar(
+                out, f"{label.upper()}: {strategy.name}", WORDS[vertical.value].orders
+            ) as progress:
                 runs.append(run_strategy(base, history, strategy, work, label, progress=progress))
         people = [p.user_id for p in history.people]
         comparison = compare_runs(runs[0], runs[1], people, config_json(config))

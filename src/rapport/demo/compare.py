@@ -26,11 +26,13 @@ from rich.table import Table
 
 from rapport.analytics.experiments.bootstrap import RESAMPLES, SEED, resampled_means
 from rapport.analytics.experiments.stats import mean_interval
+from rapport.demo.bank_simulate import name_the_bank
 from rapport.demo.generator import DemoConfig, History
 from rapport.demo.mailcatcher import MailCatcher
-from rapport.demo.simulate import Simulation, SimulationConfig, caused_revenue
+from rapport.demo.simulate import SimulationConfig, caused_revenue
 from rapport.demo.stage import stage
 from rapport.demo.strategy import Strategy
+from rapport.demo.verticals import WORDS, simulation_class
 from rapport.store.engine import create_engine
 from rapport.store.tables import events, identities, orders
 
@@ -176,6 +178,8 @@ def run_strategy(
     engine = create_engine(f"sqlite:///{store}")
     history = copy.deepcopy(history)
     start = history.config.history_end()
+    if history.config.vertical == "bank":
+        name_the_bank(engine, start)
     try:
         with MailCatcher(workdir / f"mail-{label}") as catcher:
             staged = stage(
@@ -186,7 +190,7 @@ def run_strategy(
                 smtp_port=catcher.port,
                 public_url=PUBLIC_URL,
             )
-            simulation = Simulation(
+            simulation = simulation_class(history.config.vertical)(
                 engine, history, staged, workdir / f"mail-{label}", config=simulation_config
             )
             result = simulation.run(progress)
@@ -213,6 +217,7 @@ def config_json(config: DemoConfig) -> dict[str, Any]:
         "months": config.months,
         "days": config.days,
         "seed": config.seed,
+        "vertical": config.vertical,
     }
 
 
@@ -230,8 +235,9 @@ def comparison_table(comparison: Comparison) -> Table:
         low, high = d.ci
         return f"{d.value:{fmt}} ({low:{fmt}} to {high:{fmt}})"
 
+    revenue = WORDS[comparison.config.get("vertical", "shop")].revenue
     table.add_row(
-        "revenue", f"{a['revenue']:,.0f}", f"{b['revenue']:,.0f}", ci(comparison.revenue, ",.0f")
+        revenue, f"{a['revenue']:,.0f}", f"{b['revenue']:,.0f}", ci(comparison.revenue, ",.0f")
     )
     table.add_row(
         "customers who unsubscribed",
@@ -240,7 +246,7 @@ def comparison_table(comparison: Comparison) -> Table:
         ci(comparison.unsubscribes, ",.1f"),
     )
     table.add_row(
-        "revenue planted by messages",
+        f"{revenue} planted by messages",
         f"{a['planted_revenue']:,.0f}",
         f"{b['planted_revenue']:,.0f}",
         "",
@@ -258,8 +264,9 @@ def comparison_table(comparison: Comparison) -> Table:
 def print_comparison(comparison: Comparison, console: Console) -> None:
     console.print(comparison_table(comparison))
     boot = comparison.revenue.bootstrap_ci
+    revenue = WORDS[comparison.config.get("vertical", "shop")].revenue
     console.print(
-        f"Incremental revenue of B over A: bootstrap 95% CI {boot[0]:,.0f} to {boot[1]:,.0f}. "
+        f"Incremental {revenue} of B over A: bootstrap 95% CI {boot[0]:,.0f} to {boot[1]:,.0f}. "
         "Intervals are over per-customer differences on the same population.",
         highlight=False,
     )

@@ -41,10 +41,12 @@ from rapport.demo.schedule import (
 from rapport.demo.shop import Outbox, Shop, ShopStats, Visitor
 from rapport.ingest.incoming import Incoming
 from rapport.ingest.messages import TYPE_EVENT_NAMES, parse_batch
-from rapport.pipeline import Pipeline
+from rapport.pipeline import IngestResult, Pipeline
 from rapport.settings import Settings
 from rapport.store.engine import writing
 from rapport.store.tables import products
+
+VERTICALS = ("shop", "bank")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,14 @@ class DemoConfig:
     # Requests stored in one transaction: at most this many messages, this much sim time.
     group_size: int = 1000
     group_window: float = 3600.0
+    # What is simulated: "shop" (a clothing and footwear shop) or "bank" (demo/bank*.py;
+    # its knobs are ``bank_schedule.BankRates``, ``rates`` is the shop's).
+    vertical: str = "shop"
+
+    def __post_init__(self) -> None:
+        if self.vertical not in VERTICALS:
+            choices = ", ".join(VERTICALS)
+            raise ValueError(f"vertical: one of {choices}, not {self.vertical!r}")
 
     def period(self) -> tuple[datetime, datetime]:
         """The shop's whole time: the history, then the simulated days."""
@@ -146,6 +156,22 @@ class History:
         self._injected: list[Visit] = []
         self._injected_seq = len(self.visits)
         self._categories: dict[int, str | None] = {}  # what an injected purchase is for
+
+    def category_records(self) -> list[dict[str, Any]]:
+        """The catalog's categories, loaded before the first visitor comes."""
+        return category_records()
+
+    def loader(
+        self,
+        engine: sa.Engine,
+        result: GenerationResult,
+        settings: Settings,
+        progress: Callable[[float, GenerationResult], None] | None = None,
+        *,
+        pipeline: Pipeline | None = None,
+    ) -> Loader:
+        """What stores this history's messages (the bank's also registers push tokens)."""
+        return Loader(engine, self, result, settings, progress, pipeline=pipeline)
 
     def messages(self) -> Iterator[Sent]:
         """Every message in the order it is sent, up to the end of the history."""
@@ -290,7 +316,7 @@ class Loader:
             self.clock.set(max(self.clock.now(), _moment(self.group_last)))
         self._release_arrivals(self.group_last)
         began = time.perf_counter()
-        outcome = self.pipeline.ingest(self.group)
+        outcome = self.ingest(self.group)
         self.result.ingest_seconds += time.perf_counter() - began
         self.result.stored += outcome.stored
         self.result.duplicates_dropped += outcome.duplicates
@@ -301,6 +327,10 @@ class Loader:
     def finish(self) -> None:
         self.close_request()
         self.store_group()
+
+    def ingest(self, group: list[Incoming]) -> IngestResult:
+        """Store one group in one transaction (the bank's loader adds its push tokens)."""
+        return self.pipeline.ingest(group)
 
     def _release_arrivals(self, until: float) -> None:
         """New arrivals go on sale (into the catalog) when the clock reaches their day."""
@@ -324,23 +354,27 @@ def generate(
     progress: Callable[[float, GenerationResult], None] | None = None,
     history: History | None = None,
 ) -> GenerationResult:
-    """Build the shop's catalog, then replay its whole history into the store.
+    """Build the catalog (the shop's or the bank's, after ``config.vertical``), then replay
+    its whole history into the store.
 
     ``history`` (made from ``config`` when not given) is left where the history ends, so a
     simulation can go on with it.
     """
     began = time.perf_counter()
-    history = history or History(config)
+    if history is None:
+        from rapport.demo.verticals import make_history  # the bank imports this module
+
+        history = make_history(config)
     result = GenerationResult(config, history.start, config.history_end())
     result.products = len(history.catalog)
     result.people = len(history.people)
     result.shop = history.shop.stats
     with writing(engine) as conn:
-        upsert_categories(conn, category_records())
+        upsert_categories(conn, history.category_records())
         upsert_products(
             conn, [p.record() for p in history.catalog if p.arrives_day == 0], history.start
         )
-    loader = Loader(engine, history, result, settings or Settings(), progress)
+    loader = history.loader(engine, result, settings or Settings(), progress)
     for sent in history.messages():
         if sent.duplicate:
             result.duplicates_sent += 1

@@ -28,6 +28,7 @@ from rapport.analytics.experiments.options import parse_options
 from rapport.analytics.experiments.splits import campaign_experiment, scenario_experiment
 from rapport.analytics.message_metrics import MessageFilter, crm_revenue_share, message_metrics
 from rapport.analytics.periods import Period
+from rapport.demo.verticals import SHOP_WORDS, Words
 from rapport.scenarios.store import all_scenarios
 from rapport.store.tables import campaigns
 
@@ -144,12 +145,12 @@ def _by_scenario(conn: sa.Connection, steps: list[dict[str, Any]]) -> list[dict[
     return sorted(out, key=lambda r: -r["revenue"])
 
 
-def _revenue_chart(rows: list[dict[str, Any]]) -> bytes:
+def _revenue_chart(rows: list[dict[str, Any]], words: Words) -> bytes:
     fig, ax = charts.figure(8.0, 0.5 + 0.45 * max(len(rows), 1))
     names = [r["scenario"].removeprefix("playbook-") for r in rows][::-1]
     ax.barh(names, [r["revenue"] for r in rows][::-1])
-    ax.set_xlabel("attributed revenue")
-    ax.set_title("Revenue from CRM by scenario (simulated)")
+    ax.set_xlabel(f"attributed {words.revenue}")
+    ax.set_title(f"{words.revenue.capitalize()} from CRM by scenario (simulated)")
     return charts.to_bytes(fig, "svg")
 
 
@@ -180,6 +181,8 @@ class Facts:
     planted_revenue: float
     caused_orders: int
     emails_caught: int
+    # The business's words for what analytics calls revenue and orders (``verticals``).
+    words: Words = SHOP_WORDS
 
 
 def render(conn: sa.Connection, sections: dict[str, Section], facts: Facts) -> str:
@@ -194,7 +197,8 @@ def render(conn: sa.Connection, sections: dict[str, Section], facts: Facts) -> s
         facts=facts,
         s=sections,
         scenarios=scenarios,
-        revenue_chart=_svg(_revenue_chart(scenarios)) if scenarios else None,
+        words=facts.words,
+        revenue_chart=_svg(_revenue_chart(scenarios, facts.words)) if scenarios else None,
         weekly_chart=_svg(_weekly_chart(weekly)) if weekly else None,
         experiments=[
             (k, v) for k, v in sections.items() if k.startswith(("scenario:", "campaign:"))

@@ -25,6 +25,8 @@ from rapport.access.keys import create_key
 from rapport.access.users import create_user, find_user, set_password
 from rapport.analytics.periods import Period
 from rapport.clock import SystemClock
+from rapport.demo.bank_simulate import name_the_bank
+from rapport.demo.bank_summary import render_bank, simulation_table_bank
 from rapport.demo.generator import DemoConfig, GenerationResult, History, generate
 from rapport.demo.mailcatcher import MailCatcher
 from rapport.demo.report import Facts, collect, render
@@ -33,6 +35,7 @@ from rapport.demo.stage import stage
 from rapport.demo.strategy import Strategy
 from rapport.demo.summary import render as render_summary
 from rapport.demo.summary import simulation_table, summarize
+from rapport.demo.verticals import WORDS, simulation_class
 from rapport.settings import Settings
 from rapport.store.engine import create_engine
 from rapport.store.migrate import upgrade
@@ -84,8 +87,9 @@ def generate_with_progress(
     engine: sa.Engine, config: DemoConfig, console: Console, history: History | None = None
 ) -> GenerationResult:
     start = config.period()[0]
+    business = WORDS[config.vertical].business
     console.print(
-        f"Generating a synthetic clothing and footwear shop: {config.customers:,} customers, "
+        f"Generating {business} (synthetic): {config.customers:,} customers, "
         f"history {start:%Y-%m-%d} → {config.history_end():%Y-%m-%d}, seed {config.seed}",
         highlight=False,
     )
@@ -103,13 +107,13 @@ def generate_with_progress(
 
 @contextmanager
 def simulate_progress_bar(
-    console: Console, description: str = "simulate"
+    console: Console, description: str = "simulate", orders: str = "orders"
 ) -> Iterator[Callable[[float, SimulationResult], None]]:
-    """A bar for ``Simulation.run``: e-mails caught and orders they caused so far."""
+    """A bar for ``Simulation.run``: e-mails caught and what they caused so far."""
     with _bar(
         console,
         description,
-        "{task.fields[sent]:>7,} e-mails  {task.fields[orders]:>5,} orders caused",
+        "{task.fields[sent]:>7,} e-mails  {task.fields[orders]:>5,} " + orders + " caused",
     ) as bar:
 
         def update(done: float, result: SimulationResult) -> None:
@@ -124,7 +128,8 @@ def simulate_with_progress(simulation: Simulation, console: Console) -> Simulati
         "scenarios, campaigns, real SMTP into the mail catcher, customers answering",
         highlight=False,
     )
-    with simulate_progress_bar(console) as update:
+    orders = WORDS[simulation.history.config.vertical].orders
+    with simulate_progress_bar(console, orders=orders) as update:
         return simulation.run(update)
 
 
@@ -169,7 +174,10 @@ def prepare(database_url: str) -> sa.Engine:
 
 
 def print_summary(engine: sa.Engine, result: GenerationResult, console: Console) -> None:
-    console.print(render_summary(summarize(engine), result))
+    if result.config.vertical == "bank":
+        console.print(render_bank(summarize(engine), result))
+    else:
+        console.print(render_summary(summarize(engine), result))
 
 
 @dataclass
@@ -196,6 +204,8 @@ def simulate_and_report(
     """Stage the strategy, simulate the days with the catcher running, write the report."""
     settings = settings or Settings()
     start = config.history_end()
+    if config.vertical == "bank":
+        name_the_bank(engine, start)
     with MailCatcher(maildir) as catcher:
         staged = stage(
             engine,
@@ -206,7 +216,7 @@ def simulate_and_report(
             public_url=settings.public_url,
             secret_key=settings.secret_key,
         )
-        simulation = Simulation(
+        simulation: Simulation = simulation_class(config.vertical)(
             engine, history, staged, maildir, config=simulation_config, settings=settings
         )
         result = simulate_with_progress(simulation, console)
@@ -227,7 +237,9 @@ def simulate_and_report(
             planted_revenue=planted,
             caused_orders=len(result.caused_orders),
             emails_caught=result.counts["emails caught"],
+            words=WORDS[config.vertical],
         )
         report_path.write_text(render(conn, sections, facts), encoding="utf-8")
-    console.print(simulation_table(result, planted, sections["global_control"].answer))
+    table = simulation_table_bank if config.vertical == "bank" else simulation_table
+    console.print(table(result, planted, sections["global_control"].answer))
     return DemoOutcome(generation, result, planted, report_path)

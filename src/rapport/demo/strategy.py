@@ -139,10 +139,16 @@ DEFAULT = Strategy.model_validate(
 )
 
 
-def parse_strategy(doc: Any, source: str) -> Strategy:
-    """Validate a strategy document; StrategyError names ``source`` and every bad field."""
+def parse_strategy(doc: Any, source: str, pack: str = "retail") -> Strategy:
+    """Validate a strategy document; StrategyError names ``source`` and every bad field.
+
+    ``scenarios`` name playbooks of ``pack``: the shop's are ``retail``, the bank's
+    ``bank``; without ``scenarios`` a bank strategy runs every bank playbook.
+    """
     if not isinstance(doc, dict):
         raise StrategyError(source, [Problem("", "a strategy is a mapping (name, scenarios, …)")])
+    if pack != "retail" and "scenarios" not in doc:
+        doc = {**doc, "scenarios": sorted(p.key for p in load_library() if p.pack == pack)}
     try:
         strategy = Strategy.model_validate(doc)
     except ValidationError as exc:
@@ -152,11 +158,11 @@ def parse_strategy(doc: Any, source: str) -> Strategy:
         ]
         raise StrategyError(source, problems) from None
     problems = []
-    known = {p.key for p in load_library() if p.pack == "retail"}
+    known = {p.key for p in load_library() if p.pack == pack}
     for i, name in enumerate(strategy.scenarios):
         if name not in known:
             choices = ", ".join(sorted(known))
-            problems.append(Problem(f"scenarios[{i}]", f"no retail playbook {name!r} ({choices})"))
+            problems.append(Problem(f"scenarios[{i}]", f"no {pack} playbook {name!r} ({choices})"))
     try:
         strategy.parsed_policy()
     except InvalidInput as exc:
@@ -171,7 +177,7 @@ def parse_strategy(doc: Any, source: str) -> Strategy:
     return strategy
 
 
-def load_strategy(path: Path) -> Strategy:
+def load_strategy(path: Path, pack: str = "retail") -> Strategy:
     """The strategy in a YAML file; StrategyError when it is missing, not YAML, or bad."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -183,4 +189,4 @@ def load_strategy(path: Path) -> Strategy:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         raise StrategyError(str(path), [Problem(where, f"not valid YAML: {exc}")]) from None
-    return parse_strategy(doc, str(path))
+    return parse_strategy(doc, str(path), pack)
