@@ -202,7 +202,7 @@ def test_bad_rules_are_refused_with_the_path(client, engine, write_key, secret_k
     cycle = api.call("PATCH", f"/api/segments/{a['id']}", 422, json={"rules": {"segment": b["id"]}})
     assert "cycle" in cycle["errors"][0]["reason"]
     refused = api.call("DELETE", f"/api/segments/{a['id']}", 409)
-    assert "use this segment" in refused["message"]
+    assert f"is used by segment {b['id']} 'b' (its rule)" in refused["message"]
     api.call("POST", "/api/segments", 422, json={"name": "dup", "rules": {"nonsense": 1}})
     api.call("POST", "/api/segments", 409, json={"name": "a", "rules": {"event": "X"}})
     with engine.connect() as conn:

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from rapport.errors import InvalidInput
+from rapport.segments.dependencies import dependencies
 from rapport.segments.rules import parse_rule, segment_lookup
 from rapport.store.engine import writing
 from tests.test_segments_store import add_segment
@@ -240,3 +241,27 @@ def test_segment_references_and_cycles(engine: sa.Engine) -> None:
             {"all": [{"segment": b}, {"segment": static}]}, lookup=lookup, segment_id=static + 1
         )
         parse_rule({"segment": b}, lookup=lookup)
+
+
+def test_the_real_time_loader_reads_only_the_windows_a_rule_can_see() -> None:
+    """Per event name, the widest window any condition reads, separately for the per-day
+    counters and the log; a condition on the latest event however old reads everything."""
+    rule = parse_rule(
+        {
+            "all": [
+                {"event": "Product Viewed", "times": {"at_least": 3}, "within_last": 30},
+                {"event": "Product Viewed", "times": {"at_least": 1}, "within_last": 7},
+                {"event": "Order Completed", "not_for_days": 90},
+                {"event": "Signed Up", "last": {"before": "2026-01-01"}},
+                {
+                    "event": "Product Added",
+                    "where": [{"property": "price", "op": "gt", "value": 100}],
+                    "within_last": 14,
+                },
+            ]
+        }
+    )
+    deps = dependencies(rule)
+    assert deps.counter_windows == {"Product Viewed": 30, "Order Completed": 90, "Signed Up": None}
+    assert deps.logged_windows == {"Product Added": 14}
+    assert deps.counter_events == {"Product Viewed", "Order Completed", "Signed Up"}

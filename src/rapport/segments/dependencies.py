@@ -32,6 +32,8 @@ class Dependencies:
     # For each logged event name, how many days back any condition reads it (None: all of
     # history), so the real-time loader fetches only that much of the log.
     logged_windows: Mapping[str, int | None] = field(default_factory=dict)
+    # The same for the per-day counters: each name's widest window (None: every day).
+    counter_windows: Mapping[str, int | None] = field(default_factory=dict)
     customer_fields: frozenset[str] = frozenset()
     traits: frozenset[str] = frozenset()
     consent_channels: frozenset[str] = frozenset()
@@ -51,6 +53,7 @@ class Collector:
     counter_events: set[str] = field(default_factory=set)
     logged_events: set[str] = field(default_factory=set)
     logged_windows: dict[str, int | None] = field(default_factory=dict)
+    counter_windows: dict[str, int | None] = field(default_factory=dict)
     customer_fields: set[str] = field(default_factory=set)
     traits: set[str] = field(default_factory=set)
     consent_channels: set[str] = field(default_factory=set)
@@ -63,10 +66,12 @@ class Collector:
     def read_log(self, name: str, days: int | None) -> None:
         """A condition reads event ``name`` from the log ``days`` back (None: ever)."""
         self.logged_events.add(name)
-        if name in self.logged_windows:
-            known = self.logged_windows[name]
-            days = None if known is None or days is None else max(known, days)
-        self.logged_windows[name] = days
+        _widen(self.logged_windows, name, days)
+
+    def read_counters(self, name: str, days: int | None) -> None:
+        """A condition reads the day counters of ``name`` ``days`` back (None: every day)."""
+        self.counter_events.add(name)
+        _widen(self.counter_windows, name, days)
 
     def freeze(self) -> Dependencies:
         return Dependencies(
@@ -74,6 +79,7 @@ class Collector:
             counter_events=frozenset(self.counter_events),
             logged_events=frozenset(self.logged_events),
             logged_windows=dict(self.logged_windows),
+            counter_windows=dict(self.counter_windows),
             customer_fields=frozenset(self.customer_fields),
             traits=frozenset(self.traits),
             consent_channels=frozenset(self.consent_channels),
@@ -83,6 +89,14 @@ class Collector:
             loyalty=self.loyalty,
             loyalty_lots=self.loyalty_lots,
         )
+
+
+def _widen(windows: dict[str, int | None], name: str, days: int | None) -> None:
+    """Keep the widest reach per name: None (all of history) wins over any number."""
+    if name in windows:
+        known = windows[name]
+        days = None if known is None or days is None else max(known, days)
+    windows[name] = days
 
 
 def dependencies(rule: Rule) -> Dependencies:

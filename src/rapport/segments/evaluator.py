@@ -46,7 +46,7 @@ def load_snapshots(
             ec = event_counters.c
             for cid, name, day, n in conn.execute(
                 sa.select(ec.customer_id, ec.name, ec.day, ec.count).where(
-                    ec.customer_id.in_(chunk), ec.name.in_(sorted(deps.counter_events))
+                    ec.customer_id.in_(chunk), _counter_window(deps, now)
                 )
             ):
                 if cid in found:
@@ -98,6 +98,21 @@ def _log_window(deps: Dependencies, now: datetime) -> sa.ColumnElement[bool]:
     for name, days in sorted(deps.logged_windows.items()):
         if days is not None:
             parts.append(sa.and_(e.name == name, e.occurred_at >= now - timedelta(days=days + 1)))
+    return sa.or_(*parts)
+
+
+def _counter_window(deps: Dependencies, now: datetime) -> sa.ColumnElement[bool]:
+    """The day counters the rule can read: each name as far back as its widest window (a
+    day more, as for the log), or every day. A customer's counters for names read over
+    a year of history are hundreds of rows; a 30-day window needs a tenth of them."""
+    ec = event_counters.c
+    unbounded = sorted(n for n in deps.counter_events if deps.counter_windows.get(n) is None)
+    parts: list[sa.ColumnElement[bool]] = [ec.name.in_(unbounded)] if unbounded else []
+    for name, days in sorted(deps.counter_windows.items()):
+        if days is not None:
+            parts.append(
+                sa.and_(ec.name == name, ec.day >= (now - timedelta(days=days + 1)).date())
+            )
     return sa.or_(*parts)
 
 

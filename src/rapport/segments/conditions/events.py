@@ -255,12 +255,13 @@ class EventCondition(Condition):
         return total >= n if op == "ge" else total <= n if op == "le" else total == n
 
     def collect(self, deps: Collector) -> None:
+        # ``last`` before/after/more_than_days_ago needs the latest event, however old.
+        bounded = self.last is None or self.last.within_last is not None
+        days = self._window() if bounded else None
         if self.where:
-            # ``last`` before/after/more_than_days_ago needs the latest event, however old.
-            bounded = self.last is None or self.last.within_last is not None
-            deps.read_log(self.event, self._window() if bounded else None)
+            deps.read_log(self.event, days)
         else:
-            deps.counter_events.add(self.event)
+            deps.read_counters(self.event, days)
         if self._window() is not None or (self.last and self.last.more_than_days_ago is not None):
             deps.time_dependent = True
 
