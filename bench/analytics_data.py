@@ -25,7 +25,8 @@ picks the multipliers.
   aggregates and event counts folded in; ``message_facts`` (one ``INSERT … SELECT``
   grouping the status events by message, equal to what ``fold_message_events`` makes of
   them); ``message_daily`` (``rebuild_daily``); ``order_attributions`` (one statement with
-  the rule of ``analytics/attribution.py``); and RFM cells and lifecycle stages by
+  the rule of ``analytics/attribution.py``); the order roll-ups the dashboard's business
+  figures sum (``analytics/order_days.rebuild``); and RFM cells and lifecycle stages by
   Rapport's own ``recompute_rfm`` and ``recompute_lifecycle``.
 
 Bulk loads drop a table's secondary indexes and build them again afterwards from the
@@ -46,6 +47,7 @@ import sqlalchemy as sa
 
 from rapport.analytics.attribution import load_attribution
 from rapport.analytics.message_facts import OUTCOME_OF_EVENT, rebuild_daily
+from rapport.analytics.order_days import rebuild as rebuild_orders
 from rapport.clock import SimulatedClock
 from rapport.pipeline import Pipeline
 from rapport.segments.lifecycle import current_thresholds, recompute_lifecycle
@@ -666,6 +668,13 @@ class Builder:
     def daily(self) -> int:
         return rebuild_daily(self.conn)
 
+    def order_rollups(self) -> int:
+        """``order_sequence``, ``order_days`` and ``order_nth_days`` by Rapport's own
+        set-based ``rebuild`` (what migration 0014 fills an existing store with)."""
+        return self.without_indexes(
+            "order_sequence", lambda: rebuild_orders(self.conn), primary=True
+        )
+
     def attribution(self) -> int:
         s = self.sql
         settings = load_attribution(self.conn)
@@ -779,6 +788,7 @@ def build(
         b.built.counts["message_facts"] = b.stage("message_facts", b.facts)
         b.built.counts["message_daily"] = b.stage("message_daily", b.daily)
         b.built.counts["order_attributions"] = b.stage("order_attributions", b.attribution)
+        b.built.counts["order_sequence"] = b.stage("order roll-ups", b.order_rollups)
         b.stage("drop scratch", b.drop_scratch)
         seconds = b.built.seconds
     started = time.perf_counter()

@@ -1,8 +1,9 @@
 """The analytics benchmark's store and baseline (bench/analytics_data.py, bench/analytics.py)
 against the live code paths, at a small size on both stores: the message facts made by one
 INSERT … SELECT equal what ``fold_message_events`` makes of the same events, the credits
-made by one statement equal ``rebuild_attribution``'s, and the dashboard's message figures
-equal the baseline's, counted straight from the events. No timings here."""
+made by one statement equal ``rebuild_attribution``'s, the dashboard's message figures
+equal the baseline's, counted straight from the events, and its business figures from the
+order roll-ups equal the statement over the orders. No timings here."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from bench.analytics import differences, naive_messages, rolled_up
+from bench.analytics import SLOW_RHYTHM, differences, naive_messages, rolled_up
 from bench.analytics_data import Shape, build
 
 from rapport.analytics.attribution import rebuild_attribution
+from rapport.analytics.business import dashboard_business
 from rapport.analytics.dashboard import dashboard
 from rapport.analytics.message_facts import OUTCOME_OF_EVENT, fold_message_events
 from rapport.analytics.periods import preset
@@ -103,4 +105,10 @@ def test_generated_store_agrees_with_the_live_paths(engine: sa.Engine, tmp_path:
         board = dashboard(conn, period, T0)
         assert board["messages"]["sent"] > 0
         assert board["business"]["orders"] > 0
+        # The order roll-ups the builder filled give the business figures of the orders.
+        assert board["business"]["active_customers"] > 0
+        for thresholds in (None, SLOW_RHYTHM):
+            fast = dashboard_business(conn, period, thresholds=thresholds)
+            slow = dashboard_business(conn, period, thresholds=thresholds, from_orders=True)
+            assert differences(fast, slow) == []
         assert isinstance(board["alerts"], list)

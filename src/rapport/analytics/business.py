@@ -25,6 +25,7 @@ from rapport.analytics.activity import (
 )
 from rapport.analytics.estimates import Estimate, insufficient, known, ratio
 from rapport.analytics.ltv import Ltv, churn_of, ltv_of
+from rapport.analytics.order_days import WindowFacts, window_facts
 from rapport.analytics.periods import Period
 from rapport.analytics.scope import DEFAULT_MARGIN, Scope, check_margin, scope_for, tune
 from rapport.segments.lifecycle import LifecycleThresholds
@@ -192,13 +193,24 @@ def dashboard_business(
     *,
     segment: str | int | None = None,
     thresholds: LifecycleThresholds | None = None,
+    from_orders: bool = False,
 ) -> dict[str, Any]:
-    """The few figures a dashboard shows, in one statement (the orders since one lapse
-    before the period once, the customers table once): revenue, orders, buyers, average
-    check, ARPU, repeat share and the funnel counts."""
+    """The few figures a dashboard shows: revenue, orders, buyers, average check, ARPU,
+    repeat share and the funnel counts.
+
+    For everyone they are summed from the order roll-ups (``order_days``: a few thousand
+    rows, kept in the transaction that stores each order, so as fresh as the orders);
+    for a segment, or with ``from_orders``, they come from one statement over the orders
+    since one lapse before the period and the customers table (``activity.order_facts``),
+    which the roll-ups are tested to equal.
+    """
     scope = scope_for(conn, period, segment, thresholds)
     tune(conn)
-    f = overall(order_facts(conn, scope))
+    f: Facts | WindowFacts
+    if scope.segment_id is None and not from_orders:
+        f = window_facts(conn, scope)
+    else:
+        f = overall(order_facts(conn, scope))
     return {
         **scope.as_json(),
         "revenue": round(f.revenue, 2),

@@ -3,8 +3,8 @@
 Revenue and the share of it CRM earned, the messages and their open/click trend, the
 funnel, the active scenarios, and alerts that need a person: a channel whose messages are
 failing, a bounce rate jumping above its usual level. Everything is read from the roll-ups
-and indexed ranges (message_daily, order_attributions, orders by time), so it stays fast
-on a store of millions of customers (bench/analytics.py).
+and indexed ranges (message_daily, order_days, order_attributions by time), so it stays
+fast on a store of millions of customers (bench/analytics.py).
 """
 
 from __future__ import annotations

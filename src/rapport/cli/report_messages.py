@@ -186,18 +186,31 @@ def rebuild(
     credit: Annotated[
         bool, typer.Option("--attribution/--no-attribution", help="credit every order again")
     ] = True,
+    order_rollups: Annotated[
+        bool,
+        typer.Option(
+            "--orders/--no-orders",
+            help="number the counted orders again and recount the order roll-ups",
+        ),
+    ] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Recompute the message facts, the daily roll-up and the order attribution."""
+    """Recompute the message facts, the daily roll-up, the order attribution and the order
+    roll-ups the dashboard's business figures read (after orders were written around the
+    pipeline, or a restore)."""
     import sqlalchemy as sa
 
     from rapport.analytics.attribution import rebuild_attribution
     from rapport.analytics.message_facts import count_status_events, rebuild_facts
+    from rapport.analytics.order_days import rebuild as rebuild_order_rollups
     from rapport.store.engine import writing
     from rapport.store.tables import orders
 
     engine = _engine(database_url)
     with writing(engine) as conn, Progress(console=console) as progress:
+        if order_rollups:
+            n = rebuild_order_rollups(conn)
+            progress.console.print(f"{n:,} counted orders numbered in their customers' histories")
         if facts:
             task = progress.add_task("message facts", total=count_status_events(conn))
             n = rebuild_facts(conn, progress=lambda k: progress.advance(task, k))

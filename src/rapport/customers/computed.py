@@ -4,23 +4,37 @@ A batch folds its events into one ``Changes`` per customer, and each kind of cha
 written with one statement for the whole batch: counters and first/last seen as relative
 updates (no read needed), order aggregates recomputed from the orders of just the
 customers whose orders changed, attributes read-modify-written only for identify calls.
+
+With the order aggregates, each counted order's place in its customer's history
+(``order_sequence``) and the two roll-ups the dashboard sums (``order_days``,
+``order_nth_days``) are brought up to date by difference: only the orders whose place
+changed move a count, so a new latest order writes one row and bumps two counters, and a
+refund, a cancellation, an order arriving late or a merge renumbers just that customer's
+history.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from rapport.customers.profile import PROFILE_COLUMNS
 from rapport.store.fast import db_time, is_sqlite, run_many
-from rapport.store.tables import customers, orders
+from rapport.store.tables import customers, order_sequence, orders
 
 # An order counts while it is neither cancelled nor fully refunded.
 COUNTED_ORDER_STATUSES = ("completed",)
+# The previous day of a customer's first counted order: before every real day, so "the
+# order before it was placed before day X" holds for a first order too.
+NO_PREVIOUS = date(1, 1, 1)
+# The roll-ups keep money in whole millionths of the currency unit: integer sums, so
+# adding an order and taking it back leaves exactly nothing behind.
+MICROS = 1_000_000
 
 
 def counted_order() -> sa.ColumnElement[bool]:
@@ -152,6 +166,117 @@ def recompute_orders(conn: sa.Connection, ids: list[int], now: datetime) -> None
             updated_at=sa.bindparam("now"),
         ),
         params,
+    )
+    refresh_order_history(conn, ids)
+
+
+def micros(amount: float) -> int:
+    """An amount in millionths (rounded as PostgreSQL's ``round`` rounds a double)."""
+    return round(amount * MICROS)
+
+
+# (customer, day, previous counted order's day, number among the counted orders, net)
+Place = tuple[int, date, date, int, int]
+
+
+def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
+    """Bring ``order_sequence`` and its roll-ups up to date for these customers.
+
+    The customers' counted orders are numbered again in time order (ties by id) and
+    compared with the places stored for them; each order whose place changed takes its
+    old place out of the roll-ups and puts its new one in. An order stored under another
+    customer (one merged into these) is found by its key and moved, so it is never counted
+    twice; whatever moves orders between customers refreshes both (``merge_customers``).
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    if conn.dialect.name == "postgresql":
+        # One writer per customer at a time: the history is read, then written by difference.
+        conn.execute(
+            sa.select(customers.c.id)
+            .where(customers.c.id.in_(wanted))
+            .order_by(customers.c.id)
+            .with_for_update()
+        ).all()
+    o = orders.c
+    new: dict[int, Place] = {}
+    last: tuple[int, date, int] | None = None  # customer, day, number of the order before
+    for pk, cid, at, net in conn.execute(
+        sa.select(o.id, o.customer_id, o.occurred_at, o.total - o.refunded)
+        .where(o.customer_id.in_(wanted), counted_order())
+        .order_by(o.customer_id, o.occurred_at, o.id)
+    ):
+        day = at.astimezone(UTC).date()
+        if last is None or last[0] != cid:
+            prev, nth = NO_PREVIOUS, 1
+        else:
+            prev, nth = last[1], last[2] + 1
+        new[pk] = (cid, day, prev, nth, micros(float(net)))
+        last = (cid, day, nth)
+    s = order_sequence.c
+    columns = (s.order_pk, s.customer_id, s.day, s.prev_day, s.nth, s.net_micros)
+    # Their stored places, and those of their orders stored under someone else (the
+    # customer the order came from in a merge), in one round trip.
+    elsewhere = (
+        sa.select(*columns)
+        .select_from(order_sequence.join(orders, o.id == s.order_pk))
+        .where(o.customer_id.in_(wanted), counted_order(), s.customer_id != o.customer_id)
+    )
+    old: dict[int, Place] = {
+        pk: (cid, day, prev, nth, net)
+        for pk, cid, day, prev, nth, net in conn.execute(
+            sa.union_all(sa.select(*columns).where(s.customer_id.in_(wanted)), elsewhere)
+        )
+    }
+    by_gap: Counter[tuple[date, date]] = Counter()
+    gap_revenue: Counter[tuple[date, date]] = Counter()
+    by_nth: Counter[tuple[int, date]] = Counter()
+    gone = [pk for pk in old if pk not in new]
+    changed = [pk for pk, place in new.items() if old.get(pk) != place]
+    for pk, sign in [(pk, -1) for pk in (*gone, *changed) if pk in old] + [
+        (pk, 1) for pk in changed
+    ]:
+        _, day, prev, nth, net = old[pk] if sign < 0 else new[pk]
+        by_gap[(day, prev)] += sign
+        gap_revenue[(day, prev)] += sign * net
+        by_nth[(nth, day)] += sign
+    sqlite = is_sqlite(conn)
+
+    def d(day: date) -> Any:
+        return day.isoformat() if sqlite else day
+
+    for start in range(0, len(gone), 500):
+        conn.execute(order_sequence.delete().where(s.order_pk.in_(gone[start : start + 500])))
+    run_many(
+        conn,
+        "INSERT INTO order_sequence (order_pk, customer_id, day, prev_day, nth, net_micros) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_pk) DO UPDATE SET "
+        "customer_id = excluded.customer_id, day = excluded.day, "
+        "prev_day = excluded.prev_day, nth = excluded.nth, net_micros = excluded.net_micros",
+        [
+            (pk, cid, d(day), d(prev), nth, net)
+            for pk in sorted(changed)
+            for cid, day, prev, nth, net in (new[pk],)
+        ],
+    )
+    # Keys in order, so two writers bumping the same counters cannot deadlock.
+    run_many(
+        conn,
+        "INSERT INTO order_days (day, prev_day, orders, revenue_micros) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (day, prev_day) DO UPDATE SET orders = order_days.orders + excluded.orders, "
+        "revenue_micros = order_days.revenue_micros + excluded.revenue_micros",
+        [
+            (d(day), d(prev), n, gap_revenue[(day, prev)])
+            for (day, prev), n in sorted(by_gap.items())
+            if n or gap_revenue[(day, prev)]
+        ],
+    )
+    run_many(
+        conn,
+        "INSERT INTO order_nth_days (nth, day, orders) VALUES (%s, %s, %s) "
+        "ON CONFLICT (nth, day) DO UPDATE SET orders = order_nth_days.orders + excluded.orders",
+        [(nth, d(day), n) for (nth, day), n in sorted(by_nth.items()) if n],
     )
 
 

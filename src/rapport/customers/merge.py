@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.customers.computed import refresh_order_history
 from rapport.customers.profile import PROFILE_COLUMNS
 from rapport.loyalty.coupons.merge import merge_coupons
 from rapport.loyalty.merge import merge_points
@@ -66,6 +67,7 @@ def merge_customers(
     details["orders"] = conn.execute(
         orders.update().where(orders.c.customer_id == loser).values(customer_id=survivor)
     ).rowcount
+    refresh_order_history(conn, [survivor, loser])
     _merge_carts(conn, survivor, loser)
     _merge_memberships(conn, survivor, loser, now)
     _merge_counters(conn, survivor, loser)

@@ -150,7 +150,7 @@ def apply(
                 book.ordered((cid, _cart_id(props)))
             outcome.orders_changed.add(cid)
         elif msg.name in ("Order Refunded", "Order Cancelled"):
-            book_orders.flush()
+            outcome.orders_changed |= book_orders.flush()
             owner = _refund_or_cancel(conn, msg, now)
             if owner is not None:
                 outcome.orders_changed.add(owner)
@@ -161,7 +161,7 @@ def apply(
         cache.remember(p)
     _record_views(conn, views)
     book.flush()
-    book_orders.flush()
+    outcome.orders_changed |= book_orders.flush()
     return outcome
 
 
@@ -309,9 +309,13 @@ class _Orders:
             lines = lines or earlier[1]
         self.pending[row["order_id"]] = (row, lines, keep_time)
 
-    def flush(self) -> None:
+    def flush(self) -> set[int]:
+        """Store the pending orders; the customers who own them. An order sent again by
+        another profile (after an erasure, or before a merge caught up) stays with its
+        owner, whose figures are the ones that change."""
+        owners: set[int] = set()
         if not self.pending:
-            return
+            return owners
         for keep_time in (False, True):
             group = [p for p in self.pending.values() if p[2] == keep_time]
             if not group:
@@ -322,12 +326,12 @@ class _Orders:
                 kept.add("occurred_at")
             update = {k: getattr(stmt.excluded, k) for k in group[0][0] if k not in kept}
             stmt = stmt.on_conflict_do_update(index_elements=["order_id"], set_=update)
-            pks = list(
-                self.conn.execute(
-                    stmt.returning(orders.c.id, sort_by_parameter_order=True),
-                    [row for row, _, _ in group],
-                ).scalars()
-            )
+            stored = self.conn.execute(
+                stmt.returning(orders.c.id, orders.c.customer_id, sort_by_parameter_order=True),
+                [row for row, _, _ in group],
+            ).all()
+            pks = [int(pk) for pk, _ in stored]
+            owners.update(int(owner) for _, owner in stored)
             with_lines = [
                 (pk, lines) for pk, (_, lines, _) in zip(pks, group, strict=True) if lines
             ]
@@ -342,6 +346,7 @@ class _Orders:
                     [{"order_pk": pk, **line} for pk, lines in with_lines for line in lines],
                 )
         self.pending.clear()
+        return owners
 
 
 def _refund_or_cancel(conn: sa.Connection, msg: Incoming, now: datetime) -> int | None:

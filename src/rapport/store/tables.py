@@ -628,6 +628,42 @@ order_attributions = sa.Table(
     sa.Index("ix_order_attributions_scenario", "scenario_id", "step"),
 )
 
+# Each counted order's place in its customer's history, kept with the order aggregates
+# (customers/computed.refresh_order_history): its UTC day, its number among the
+# customer's counted orders (1 = the first), the day of the counted order before it
+# (NO_PREVIOUS, 0001-01-01, for a first order) and its net amount in millionths.
+order_sequence = sa.Table(
+    "order_sequence",
+    metadata,
+    sa.Column("order_pk", BigID, primary_key=True),
+    sa.Column("customer_id", BigID, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("prev_day", sa.Date, nullable=False),
+    sa.Column("nth", sa.Integer, nullable=False),
+    sa.Column("net_micros", sa.BigInteger, nullable=False),
+    sa.Index("ix_order_sequence_customer", "customer_id"),
+)
+
+# Counted orders per day and the day of each one's previous order, with their net revenue
+# in millionths; and per number in the customer's history and day. What the dashboard's
+# business figures sum (analytics/order_days.py).
+order_days = sa.Table(
+    "order_days",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("prev_day", sa.Date, primary_key=True),
+    sa.Column("orders", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("revenue_micros", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+order_nth_days = sa.Table(
+    "order_nth_days",
+    metadata,
+    sa.Column("nth", sa.Integer, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("orders", sa.BigInteger, nullable=False, server_default="0"),
+)
+
 
 # Access (access/): the people who use the web UI, their sessions, and the audit log.
 # Role of a person or a secret key: admin | marketer | analyst | viewer (access/roles.py).
