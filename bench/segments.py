@@ -425,6 +425,12 @@ def freshness(url: str, probes: int) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any], store_names: list[str]) -> None:
+    if "segments" in result:
+        report_counts(result, store_names)
+    report_realtime(result)
+
+
+def report_counts(result: dict[str, Any], store_names: list[str]) -> None:
     a, d = result["segments"], result["pandas"]
     table = Table(
         title=f"(a) full evaluation, median of 3 — {result['customers']:,} customers, "
@@ -471,6 +477,9 @@ def report(result: dict[str, Any], store_names: list[str]) -> None:
         "pandas, which times only the computation, in memory, on typed columns (properties "
         "already extracted), with nothing precomputed."
     )
+
+
+def report_realtime(result: dict[str, Any]) -> None:
     if result.get("ingest"):
         t = Table(title="(b) ingest through Pipeline.ingest, batches of 100, in process")
         for col in ("store", "customers", "no segments ev/s", "20 segments ev/s", "slowdown"):
@@ -515,6 +524,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-realtime", action="store_true", help="only (a) and (d)")
     parser.add_argument(
+        "--realtime-only", action="store_true", help="only (b) and (c), on their own store"
+    )
+    parser.add_argument(
         "--timeout", type=int, default=120, help="seconds before a count is given up (PostgreSQL)"
     )
     args = parser.parse_args()
@@ -531,47 +543,48 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="rapport-bench-")
     started = time.perf_counter()
     try:
-        with stores(names, "segments", tmp) as urls:
-            built = load(urls, n, now, "store")
-            result.update(
-                events=built.events,
-                event_counters=built.counters,
-                orders=built.orders,
-                build_s={k: round(v, 1) for k, v in built.seconds.items()},
-            )
-            result["segments"] = {}
-            for s in names:
-                console.print(f"[bold]{s}[/bold]: counting 20 segments, 3 runs each")
-                result["segments"][s] = time_segments(urls[s], now, 3, args.timeout)
-            f = frames(
-                built.events_columns,
-                built.customer_columns,
-                cards(urls[names[-1]]),
-                Clocks(now).now_t,
-                now.date(),
-            )
-            del built
-            console.print("[bold]pandas[/bold]: the same 20 segments from the raw events")
-            result["pandas"] = time_pandas(f, 3)
-            del f
-            mismatches = {}
-            for case in CASES:
-                want = result["pandas"][case.key]["count"]
-                got = {s: result["segments"][s][case.key]["count"] for s in names}
-                if any(v is not None and v != want for v in got.values()):
-                    mismatches[case.key] = {"pandas": want, **got}
-            result["mismatches"] = mismatches
-            if "postgres" in names:
-                pg = result["segments"]["postgres"]
-                slow = [k for k, v in pg.items() if (v["median_s"] or 0) > TARGET_SEGMENT_S]
-                stuck = [k for k, v in pg.items() if v["median_s"] is None]
-                result["slow_on_postgres"] = slow
-                result["timed_out_on_postgres"] = stuck
-                if args.explain and slow:
-                    result["plans"] = explain(urls["postgres"], now, slow)
-                if stuck:
-                    console.print(f"[bold]postgres[/bold]: diagnosing {', '.join(stuck)}")
-                    result["diagnosis"] = diagnose(urls["postgres"], now, stuck, "64MB")
+        if not args.realtime_only:
+            with stores(names, "segments", tmp) as urls:
+                built = load(urls, n, now, "store")
+                result.update(
+                    events=built.events,
+                    event_counters=built.counters,
+                    orders=built.orders,
+                    build_s={k: round(v, 1) for k, v in built.seconds.items()},
+                )
+                result["segments"] = {}
+                for s in names:
+                    console.print(f"[bold]{s}[/bold]: counting 20 segments, 3 runs each")
+                    result["segments"][s] = time_segments(urls[s], now, 3, args.timeout)
+                f = frames(
+                    built.events_columns,
+                    built.customer_columns,
+                    cards(urls[names[-1]]),
+                    Clocks(now).now_t,
+                    now.date(),
+                )
+                del built
+                console.print("[bold]pandas[/bold]: the same 20 segments from the raw events")
+                result["pandas"] = time_pandas(f, 3)
+                del f
+                mismatches = {}
+                for case in CASES:
+                    want = result["pandas"][case.key]["count"]
+                    got = {s: result["segments"][s][case.key]["count"] for s in names}
+                    if any(v is not None and v != want for v in got.values()):
+                        mismatches[case.key] = {"pandas": want, **got}
+                result["mismatches"] = mismatches
+                if "postgres" in names:
+                    pg = result["segments"]["postgres"]
+                    slow = [k for k, v in pg.items() if (v["median_s"] or 0) > TARGET_SEGMENT_S]
+                    stuck = [k for k, v in pg.items() if v["median_s"] is None]
+                    result["slow_on_postgres"] = slow
+                    result["timed_out_on_postgres"] = stuck
+                    if args.explain and slow:
+                        result["plans"] = explain(urls["postgres"], now, slow)
+                    if stuck:
+                        console.print(f"[bold]postgres[/bold]: diagnosing {', '.join(stuck)}")
+                        result["diagnosis"] = diagnose(urls["postgres"], now, stuck, "64MB")
         if not args.skip_realtime:
             result["ingest_customers"] = small
             result["ingest"], result["freshness"] = {}, {}
@@ -595,17 +608,19 @@ def main() -> None:
             f"[bold]with work_mem = {d['work_mem']}[/bold]: {d['median_s'] * 1000:,.0f} ms, "
             f"{d['count']:,} members\n{d['plan_with_work_mem']}"
         )
-    out = ROOT / "bench" / "results" / "segments.json"
+    # A run of (b) and (c) alone keeps its own file: a full run's counts stay.
+    name = "segments-realtime.json" if args.realtime_only else "segments.json"
+    out = ROOT / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    for per_store in result["segments"].values():
+    for per_store in result.get("segments", {}).values():
         for v in per_store.values():
             if v["median_s"] is not None:
                 v["median_s"] = round(v["median_s"], 4)
-    for v in result["pandas"].values():
+    for v in result.get("pandas", {}).values():
         v["median_s"] = round(v["median_s"], 4)
     out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     console.print(f"written {out.relative_to(ROOT)} in {result['total_s']:.0f} s")
-    if result["mismatches"]:
+    if result.get("mismatches"):
         console.print(
             "[bold red]MISMATCH between pandas and Rapport counts:[/bold red] "
             f"{result['mismatches']}"
