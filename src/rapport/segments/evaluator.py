@@ -1,16 +1,14 @@
 """The in-memory evaluator: the real-time path, one customer (or a few) per event.
 
 ``load_snapshots`` reads everything a rule needs for a set of customers in a handful of
-queries (the card with its memberships, then counters, logged events and consents only
-when the rule reads them), and ``matches`` answers from that snapshot without touching
-the store.
+queries (the card, then counters, logged events, consents and memberships only when the
+rule reads them), and ``matches`` answers from that snapshot without touching the store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,20 +36,12 @@ def load_snapshots(
     ids = sorted(set(customer_ids))
     deps = dependencies(rule)
     wanted = sorted(ALWAYS | deps.customer_fields)
-    columns: list[sa.ColumnElement[Any]] = [customers.c[name] for name in wanted]
-    read_members = bool(deps.segments) or all_memberships
-    if read_members:
-        # ``all_memberships``: every current membership (the real-time step diffs with
-        # them), a superset of what the rule's segment conditions read. Read with the card
-        # (one statement less per batch on the real-time path).
-        columns.append(_memberships(conn, None if all_memberships else deps.segments))
+    columns = [customers.c[name] for name in wanted]
     found: dict[int, Snapshot] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         for row in conn.execute(sa.select(*columns).where(customers.c.id.in_(chunk))):
-            card = dict(row._mapping)
-            member_of = _ids(card.pop(MEMBERSHIPS)) if read_members else frozenset()
-            found[row.id] = Snapshot(customer=card, segments=member_of)
+            found[row.id] = Snapshot(customer=dict(row._mapping))
         if deps.counter_events:
             ec = event_counters.c
             for cid, name, day, n in conn.execute(
@@ -81,32 +71,22 @@ def load_snapshots(
                 if cid in found:
                     found[cid].consents[channel] = status
         load_loyalty(conn, chunk, found, deps, now)
+        if deps.segments or all_memberships:
+            # ``all_memberships``: every current membership (the real-time step diffs with
+            # them), a superset of what the rule's segment conditions read.
+            sm = segment_members.c
+            member_of: dict[int, set[int]] = {}
+            which = [] if all_memberships else [sm.segment_id.in_(sorted(deps.segments))]
+            for cid, sid in conn.execute(
+                sa.select(sm.customer_id, sm.segment_id).where(
+                    sm.customer_id.in_(chunk), sm.until.is_(None), *which
+                )
+            ):
+                member_of.setdefault(cid, set()).add(sid)
+            for cid, sids in member_of.items():
+                if cid in found:
+                    found[cid].segments = frozenset(sids)
     return found
-
-
-MEMBERSHIPS = "_memberships"
-
-
-def _memberships(conn: sa.Connection, only: Iterable[int] | None) -> sa.Label[Any]:
-    """The customer's current segments as one column: ``array_agg`` on PostgreSQL (a
-    list), ``group_concat`` on SQLite (a comma-separated string), NULL when none."""
-    sm = segment_members.alias("current_members")
-    which = [] if only is None else [sm.c.segment_id.in_(sorted(only))]
-    agg = (
-        sa.func.array_agg(sm.c.segment_id)
-        if conn.dialect.name == "postgresql"
-        else sa.func.group_concat(sm.c.segment_id, ",")
-    )
-    sub = sa.select(agg).where(sm.c.customer_id == customers.c.id, sm.c.until.is_(None), *which)
-    return sub.scalar_subquery().label(MEMBERSHIPS)
-
-
-def _ids(value: Any) -> frozenset[int]:
-    if not value:
-        return frozenset()
-    if isinstance(value, str):
-        return frozenset(int(v) for v in value.split(","))
-    return frozenset(int(v) for v in value)
 
 
 def _log_window(deps: Dependencies, now: datetime) -> sa.ColumnElement[bool]:
