@@ -11,13 +11,15 @@ lists computed by the database itself (the order lines self-joined per order, pa
 counted, the same shrunk cosine, the same top 30 of the available neighbours, window
 functions), which must equal the build's lists row for row or the run fails.
 
-(b) **Recommendation API.** ``GET /api/recommendations`` over real HTTP (uvicorn in its
-own process on loopback, one keep-alive httpx client, requests one after another) for a
-mix of strategies — ``personal`` by customer, ``bought_together`` by product, ``popular``
-in a category, ``viewed_not_bought`` by customer — with random existing customers,
-products and categories; p50/p95/p99 per strategy and overall. Baselines in the same
-server: ``/health`` (one ``SELECT 1`` through the pool) and one indexed ``SELECT`` of a
-stored list (``/bench/list``, a route only this server has). Target: p99 ≤ 20 ms.
+(b) **Recommendation API.** ``GET /api/recommendations`` over real HTTP (uvicorn in a
+process forked from this one, on loopback; one keep-alive httpx client, requests one
+after another) for a mix of strategies — ``personal`` by customer, ``bought_together`` by
+product, ``popular`` in a category, ``viewed_not_bought`` by customer — with random
+existing customers, products and categories; p50/p95/p99 per strategy and overall, and per
+request the SQL statements, the server process's CPU and its PostgreSQL processes' CPU
+(load-independent costs, where latencies on a shared machine are not). Baselines in the
+same server: ``/health`` (one ``SELECT 1`` through the pool) and one indexed ``SELECT`` of
+a stored list (``/bench/list``, a route only this server has). Target: p99 ≤ 20 ms.
 
 (c) **Redemptions** on PostgreSQL (``bench/loyalty_recs_data.build_loyalty``: customers
 with balances credited through the ledger): 20 threads, each on its own connection,
@@ -32,7 +34,8 @@ ledger and its lots: "overdrawn balances" is counted, not assumed.
 
 Prints tables and writes bench/results/loyalty_recs.json.
 
-    python bench/loyalty_recs.py --quick          # 5,000 products, 10,000 customers, 100,000 lines
+    python bench/loyalty_recs.py --quick          # 5,000 products, 10,000 customers, 100,000
+                                                  # lines, 200 members: under a minute
     python bench/loyalty_recs.py                  # full size, PostgreSQL
     python bench/loyalty_recs.py --customers 200000 --lines 2000000 --part recs --keep
     python bench/loyalty_recs.py --part recs --reuse postgres=postgresql://…
@@ -42,11 +45,11 @@ Prints tables and writes bench/results/loyalty_recs.json.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +74,7 @@ from tests.postgres_server import create_database, server_url  # noqa: E402
 from bench import loyalty_redeem  # noqa: E402
 from bench.loyalty_recs_data import Shape, build, existing  # noqa: E402
 from rapport.access.keys import create_key  # noqa: E402
+from rapport.api.app import create_app  # noqa: E402  (once here: servers are forked)
 from rapport.recommend.build import build as build_lists  # noqa: E402
 from rapport.recommend.personal import choose_model  # noqa: E402
 from rapport.recommend.strategies import BuildOptions  # noqa: E402
@@ -80,6 +84,7 @@ from rapport.store.migrate import upgrade  # noqa: E402
 console = Console(width=max(120, Console().width))
 
 TARGET_P99_MS = 20.0
+COSTS = ("statements", "cpu_s", "db_cpu_s")  # counters the benchmark's server keeps
 STORE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 MIX = ("personal", "bought_together", "popular", "viewed_not_bought")
 LIMIT = 10
@@ -220,7 +225,6 @@ def serve(url: str, port: int) -> None:
     import uvicorn
     from fastapi.responses import Response
 
-    from rapport.api.app import create_app
     from rapport.settings import Settings
     from rapport.store.tables import rec_lists
 
@@ -229,17 +233,32 @@ def serve(url: str, port: int) -> None:
     app = create_app(settings, engine=engine)
     r = rec_lists.c
     statements = [0]
+    backends: dict[int, float] = {}  # PostgreSQL server processes of this pool: CPU seen
 
     @sa.event.listens_for(engine, "before_cursor_execute")
     def count(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
         if sql.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
             statements[0] += 1
 
+    @sa.event.listens_for(engine, "connect")
+    def backend(dbapi_conn: Any, _record: Any) -> None:
+        pid = getattr(getattr(dbapi_conn, "info", None), "backend_pid", None)
+        if pid is not None:
+            backends[int(pid)] = 0.0
+
     @app.get("/bench/statements")
     def statements_so_far() -> Response:
-        """SQL statements this server ran (transaction control and the pool's
-        liveness check aside), for statements per request."""
-        return Response(orjson.dumps(statements[0]), media_type="application/json")
+        """SQL statements this server ran (transaction control and the pool's liveness
+        check aside), and the CPU seconds this process and its database server
+        processes (PostgreSQL on this machine) used so far, for costs per request."""
+        for pid in backends:
+            backends[pid] = max(backends[pid], process_cpu(pid))
+        found = {
+            "statements": statements[0],
+            "cpu_s": time.process_time(),
+            "db_cpu_s": sum(backends.values()) if backends else None,
+        }
+        return Response(orjson.dumps(found), media_type="application/json")
 
     @app.get("/bench/list")
     def one_list(kind: str, key: str = "", limit: int = LIMIT) -> Response:
@@ -255,17 +274,31 @@ def serve(url: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) another process of this machine used so far; 0 when
+    it cannot be read (not Linux, gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def server(url: str) -> Iterator[str]:
+    """The benchmark's API server, in a process forked from this one: the app's modules
+    were imported here once, so each server is up in a moment instead of after seconds of
+    imports (three servers in a ``--quick`` run)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", url, "--port", str(port)],
-        cwd=ROOT,
+    process = multiprocessing.get_context("fork").Process(
+        target=serve, args=(url, port), daemon=True
     )
+    process.start()
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -275,16 +308,16 @@ def server(url: str) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            if process.poll() is not None or time.monotonic() > deadline:
+            if not process.is_alive() or time.monotonic() > deadline:
                 raise SystemExit("the benchmark's API server did not start")
-            time.sleep(0.2)
+            time.sleep(0.05)
         yield base
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        process.join(20)
+        if process.is_alive():
             process.kill()
+            process.join()
 
 
 def percentiles(seconds: list[float]) -> dict[str, Any]:
@@ -340,7 +373,7 @@ def time_api(url: str, shape: dict[str, int], args: argparse.Namespace) -> dict[
         for _, query in warm:
             get("/api/recommendations", query)
         times: dict[str, list[float]] = {s: [] for s in MIX}
-        statements: dict[str, int] = dict.fromkeys(MIX, 0)
+        costs = {s: dict.fromkeys(COSTS, 0.0) for s in [*MIX, "probe"]}
         short = 0
         ran = client.get("/bench/statements").json()
         for strategy, query in asks:
@@ -350,7 +383,14 @@ def time_api(url: str, shape: dict[str, int], args: argparse.Namespace) -> dict[
             short += len(answer.json()["items"]) < LIMIT
             times[strategy].append(seconds)
             ran, before = client.get("/bench/statements").json(), ran
-            statements[strategy] += ran - before
+            for cost in COSTS:
+                costs[strategy][cost] += (ran[cost] or 0) - (before[cost] or 0)
+        # What reading the counters costs the server by itself, taken off each request.
+        probes = max(50, args.requests // 4)
+        for _ in range(probes):
+            ran, before = client.get("/bench/statements").json(), ran
+            for cost in COSTS:
+                costs["probe"][cost] += (ran[cost] or 0) - (before[cost] or 0)
         health = [get("/health", {})[0] for _ in range(len(asks) // 4)]
         one_list = []
         for kind, leaf in leaves:
@@ -363,7 +403,28 @@ def time_api(url: str, shape: dict[str, int], args: argparse.Namespace) -> dict[
         "limit": LIMIT,
         "answers_short_of_limit": short,
         "strategies": {s: percentiles(times[s]) for s in MIX},
-        "statements_per_request": {s: round(statements[s] / max(len(times[s]), 1), 2) for s in MIX},
+        "statements_per_request": {
+            s: round(costs[s]["statements"] / max(len(times[s]), 1), 2) for s in MIX
+        },
+        # CPU per request, the reading of the counters taken off: the server process (the
+        # app, its HTTP stack, the driver) and its PostgreSQL server processes (None on
+        # SQLite, which runs inside the server process). Unlike latencies, these barely
+        # move with the machine's load.
+        "server_cpu_ms_per_request": {
+            s: round(
+                1000 * (costs[s]["cpu_s"] / len(times[s]) - costs["probe"]["cpu_s"] / probes), 2
+            )
+            for s in MIX
+        },
+        "database_cpu_ms_per_request": {
+            s: round(
+                1000 * (costs[s]["db_cpu_s"] / len(times[s]) - costs["probe"]["db_cpu_s"] / probes),
+                2,
+            )
+            if ran["db_cpu_s"] is not None
+            else None
+            for s in MIX
+        },
         "overall": percentiles(overall),
         "baseline_health": percentiles(health),
         "baseline_one_list_select": percentiles(one_list),
@@ -406,6 +467,8 @@ def run_recs(
     name: str, url: str, args: argparse.Namespace, now: datetime, reused: bool
 ) -> dict[str, Any]:
     label = STORE_NAMES[name]
+    wall: dict[str, float] = {}
+    started = time.perf_counter()
     engine = create_engine(url)
     migrate_s = 0.0
     if reused:
@@ -429,10 +492,13 @@ def run_recs(
                 "SELECT count(*) FROM categories WHERE parent_id IS NOT NULL"
             ).scalar_one()
         )
+    wall["shop"] = time.perf_counter() - started
     timing: dict[str, Any] | None = None
     if not args.api_only:
         console.print(f"[bold]{label}[/bold]: the model build, {args.build_reps} run(s) per model")
+        started = time.perf_counter()
         timing = time_build(engine, now, args)
+        wall["model build and baseline"] = time.perf_counter() - started
     engine.dispose()
     shape_now = {
         "products": built.counts["products"],
@@ -440,8 +506,11 @@ def run_recs(
         "leaves": leaves,
     }
     console.print(f"[bold]{label}[/bold]: {4 * args.requests:,} API requests over HTTP")
+    started = time.perf_counter()
     api = time_api(url, shape_now, args)
+    wall["API"] = time.perf_counter() - started
     return {
+        "wall_s": {part: round(seconds, 1) for part, seconds in wall.items()},
         "store": name,
         "counts": built.counts,
         "generation_s": {"migrations": round(migrate_s, 2), **built.seconds}
@@ -511,10 +580,16 @@ def report_recs(results: list[dict[str, Any]]) -> None:
         if r["build"] is not None:  # None with --api-only: the lists came from an earlier run
             report_build(label, r["build"])
         a = r["api"]
-        t = Table(title=f"{label}: GET /api/recommendations over HTTP, limit {a['limit']} (ms)")
-        for col in ("requests", "n", "p50", "p95", "p99", "max", "statements"):
+        t = Table(
+            title=f"{label}: GET /api/recommendations over HTTP, limit {a['limit']} (ms; "
+            "statements, server and database CPU per request)"
+        )
+        columns = ("requests", "n", "p50", "p95", "p99", "max", "statements", "CPU", "DB CPU")
+        for col in columns:
             t.add_column(col, justify="right" if col != "requests" else "left")
         per = a.get("statements_per_request", {})
+        cpu = a.get("server_cpu_ms_per_request", {})
+        db_cpu = a.get("database_cpu_ms_per_request", {})
         rows = [
             *((s, v) for s, v in a["strategies"].items()),
             ("[bold]all four[/bold]", a["overall"]),
@@ -529,12 +604,12 @@ def report_recs(results: list[dict[str, Any]]) -> None:
                 str(v["n"]),
                 *(f"{v[k]:,.1f}" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
                 f"{per[name]:g}" if name in per else "",
+                f"{cpu[name]:.2f}" if cpu.get(name) is not None else "",
+                f"{db_cpu[name]:.2f}" if db_cpu.get(name) is not None else "",
             )
-        t.add_row(
-            "ratio p50 ÷ one list SELECT", "", f"{a['ratio_p50_to_one_list']}×", "", "", "", ""
-        )
+        t.add_row("ratio p50 ÷ one list SELECT", "", f"{a['ratio_p50_to_one_list']}×")
         verdict = "[green]met[/green]" if a["target_met"] else "[red]not met[/red]"
-        t.add_row(f"target p99 ≤ {TARGET_P99_MS:g} ms", "", "", "", verdict, "", "")
+        t.add_row(f"target p99 ≤ {TARGET_P99_MS:g} ms", "", "", "", verdict)
         console.print(t)
 
 
@@ -542,7 +617,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, both stores: about 45 s at load 3-4"
+    )
     parser.add_argument("--products", type=int, help="default 100,000 (quick 5,000)")
     parser.add_argument("--customers", type=int, help="default 1,000,000 (quick 10,000)")
     parser.add_argument(
@@ -569,14 +646,9 @@ def main() -> None:
         help="time a shop store kept from an earlier run instead of building one",
     )
     loyalty_redeem.add_arguments(parser)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.api_only and not args.reuse:
         parser.error("--api-only needs --reuse STORE=URL: a store whose lists are built")
-    if args.serve:
-        serve(args.serve, args.port)
-        return
     args.products = args.products or (5_000 if args.quick else 100_000)
     args.customers = args.customers or (10_000 if args.quick else 1_000_000)
     args.lines = args.lines or (100_000 if args.quick else 10 * args.customers)
@@ -605,14 +677,28 @@ def main() -> None:
         report_recs(results)
         out["recommendations"] = results
     if args.part in ("loyalty", "all"):
+        began = time.perf_counter()
         with store("postgres", False, "loyalty") as url:
             out["loyalty"] = loyalty_redeem.run(url, args, now, console, server)
+        out["loyalty_wall_s"] = round(time.perf_counter() - began, 1)
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["load_at_end"] = load()
     path = ROOT / "bench" / "results" / "loyalty_recs.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2, default=str))
-    console.print(f"written {path.relative_to(ROOT)} in {out['seconds']:.0f} s")
+    parts = [
+        f"{STORE_NAMES[r['store']]} {part} {seconds:.0f} s"
+        for r in out.get("recommendations", [])
+        for part, seconds in r["wall_s"].items()
+    ]
+    if "loyalty_wall_s" in out:
+        parts.append(f"redemptions {out['loyalty_wall_s']:.0f} s")
+    console.print(f"wall time: {'; '.join(parts)}")
+    console.print(
+        f"written {path.relative_to(ROOT)} in {out['seconds']:.0f} s "
+        f"(load average {out['load_at_start']['load1']} at the start, "
+        f"{out['load_at_end']['load1']} at the end)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ Work = Callable[[int, Any], tuple[int, int]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--members", type=int, help="loyalty customers (20,000; quick 500)")
+    parser.add_argument("--members", type=int, help="loyalty customers (20,000; quick 200)")
     parser.add_argument(
         "--per-thread", type=int, help="redemptions per thread and run (50; quick 5)"
     )
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def defaults(args: argparse.Namespace) -> None:
-    args.members = args.members or (500 if args.quick else 20_000)
+    args.members = args.members or (200 if args.quick else 20_000)
     args.per_thread = args.per_thread or (5 if args.quick else 50)
     args.runs = args.runs or (3 if args.quick else 5)
     args.http_per_thread = args.http_per_thread or (3 if args.quick else 20)

@@ -110,6 +110,15 @@ def test_api_measurement_over_http(engine: sa.Engine) -> None:
     assert answer["overall"]["n"] == 4 * len(MIX)
     assert answer["answers_short_of_limit"] == 0
     assert answer["baseline_one_list_select"]["n"] > 0
+    # Costs per request: statements, the server's CPU, and PostgreSQL's (SQLite runs in
+    # the server's process, so it has none of its own).
+    assert all(answer["statements_per_request"][s] >= 1 for s in MIX)
+    assert set(answer["server_cpu_ms_per_request"]) == set(MIX)
+    database = answer["database_cpu_ms_per_request"]
+    if engine.dialect.name == "postgresql":
+        assert all(database[s] is not None for s in MIX)
+    else:
+        assert all(database[s] is None for s in MIX)
 
 
 def test_redemption_races_and_audit(engine: sa.Engine) -> None:

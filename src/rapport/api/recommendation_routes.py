@@ -1,16 +1,19 @@
 """Product recommendations for the site (docs/recommendations.md).
 
-``GET /api/recommendations`` answers from the lists the daily build wrote, in three
-indexed reads (the customer with their history, the lists, the products; one more for a
-product page's product) and the pool's liveness check. Two ways in: a secret key
-(``Authorization: Bearer``, any role) may ask anything; the site's public write key
-(HTTP Basic, as for ingest) may ask only what reveals nothing about a person — a product
-page's lists, popular, new arrivals — since a write key ships inside the site's
-JavaScript and a customer's recommendations echo what they viewed and bought.
+``GET /api/recommendations`` answers from the lists the daily build wrote: one statement
+for the customer with their history when a customer is named, and one for the lists with
+their products (and the asked product's category); no liveness round trip (the store's
+engine checks pooled connections without one), and a read cut by a lost connection is
+run once more on a new one. Two ways in: a secret key (``Authorization: Bearer``, any
+role) may ask anything; the site's public write key (HTTP Basic, as for ingest) may ask
+only what reveals nothing about a person — a product page's lists, popular, new arrivals
+— since a write key ships inside the site's JavaScript and a customer's recommendations
+echo what they viewed and bought.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -23,14 +26,13 @@ from rapport.api.auth import basic_username, require_secret_key
 from rapport.api.errors import ApiError
 from rapport.errors import Problem
 from rapport.recommend.rank import Ask, History
-from rapport.recommend.serve import BuildStamp, read_customer, recommend
+from rapport.recommend.serve import BuildStamp, Pick, UnknownProduct, read_customer, recommend
 from rapport.recommend.strategies import (
     MAX_LIMIT,
     STRATEGIES,
     default_strategy,
     requirement_problem,
 )
-from rapport.store.tables import products
 
 router = APIRouter(prefix="/api/recommendations", tags=["recommendations"])
 
@@ -88,6 +90,25 @@ def _reading(conn: sa.Connection) -> sa.Connection:
     return conn
 
 
+def _answer(
+    request: Request,
+    engine: sa.Engine,
+    ask: Ask,
+    customer: int | None,
+    user_id: str | None,
+    now: datetime,
+) -> tuple[int | None, list[Pick], dict[str, Any] | None]:
+    """The customer's id, the picks and the build's record, read on one connection."""
+    with engine.connect() as conn:
+        _reading(conn)
+        cid, history = _customer(conn, customer, user_id, now)
+        try:
+            picks = recommend(conn, replace(ask, history=history), find_category=True)
+        except UnknownProduct:
+            raise ApiError(404, f"product {ask.product!r} does not exist") from None
+        return cid, picks, _build_stamp(request).get(conn)
+
+
 @router.get("")
 def get_recommendations(
     request: Request,
@@ -120,28 +141,16 @@ def get_recommendations(
     if problem is not None:
         raise _unprocessable(*problem)
     now = request.app.state.clock.now()
-    with request.app.state.engine.connect() as conn:
-        _reading(conn)
-        cid, history = _customer(conn, customer, user_id, now)
-        product_category = None
-        if product is not None:
-            row = conn.execute(
-                sa.select(products.c.category_id).where(products.c.id == product)
-            ).first()
-            if row is None:
-                raise ApiError(404, f"product {product!r} does not exist")
-            product_category = row.category_id
-        ask = Ask(
-            chosen,
-            limit,
-            product=product,
-            product_category=product_category,
-            category=category,
-            history=history,
-            fallback=fallback,
-        )
-        picks = recommend(conn, ask)
-        built = _build_stamp(request).get(conn)
+    ask = Ask(chosen, limit, product=product, category=category, fallback=fallback)
+    engine: sa.Engine = request.app.state.engine
+    try:
+        cid, picks, built = _answer(request, engine, ask, customer, user_id, now)
+    except sa.exc.DBAPIError as err:
+        if not err.connection_invalidated:
+            raise
+        # The connection was lost under the read (the pool now holds new ones): every
+        # statement only reads, so the request runs once more.
+        cid, picks, built = _answer(request, engine, ask, customer, user_id, now)
     served: dict[str, int] = {}
     for p in picks:
         served[p.strategy] = served.get(p.strategy, 0) + 1

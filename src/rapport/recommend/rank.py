@@ -29,6 +29,9 @@ from rapport.recommend.strategies import (
 # (kind, list key) → (product id, score), best first. Serving may read a list lazily, so
 # it is only iterated, once per use, in order.
 Lists = Callable[[str, str], Iterable[tuple[str, float]]]
+# kind → a neighbour strategy's summed candidates (``_weighted_sum``'s order and scores,
+# the ask's skipped products may be left out) when the store summed them itself.
+Sums = Callable[[str], Iterable[tuple[str, float]]]
 
 FAVOURITE_CATEGORIES = 3
 
@@ -124,6 +127,51 @@ def _fallback_keys(ask: Ask) -> list[tuple[str, str]]:
     return out
 
 
+def skipped(ask: Ask) -> set[str]:
+    """The products never offered to this ask: the customer's, and the asked product."""
+    skip = set(ask.history.bought) if ask.history else set()
+    if ask.product is not None:
+        skip.add(ask.product)
+    return skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one ask's candidate stream reads, in the order it reads it (see ``reads`` for
+    why ``depth`` is enough for a list read in order)."""
+
+    seeds: dict[str, float]  # neighbour lists summed (bought_together, personal)
+    own: list[tuple[str, str]]  # lists the strategy reads in order (interleaved if several)
+    items: list[str]  # products the strategy starts from, known already (viewed_not_bought)
+    fallbacks: list[tuple[str, str]]  # then these lists in order, none of them among ``own``
+    skip: set[str]
+    depth: int  # how deep the first ``wanted`` candidates can reach into a list read in order
+
+
+def plan(ask: Ask, options: ServeOptions, wanted: int) -> Plan:
+    """The lists (and known products) the ask's stream reads, for a server that fetches the
+    first ``wanted`` candidates' worth in one statement. ``items`` holds at most
+    ``wanted`` products: the stream's own first ones, distinct and none skipped."""
+    skip = skipped(ask)
+    s = ask.strategy
+    seeds = _seeds(ask, options) if s in (BOUGHT_TOGETHER, PERSONAL) else {}
+    own: list[tuple[str, str]] = []
+    items: list[str] = []
+    if s == COMPATIBLE:
+        own = [(COMPATIBLE, key) for key in dict.fromkeys(_compatible_keys(ask, options))]
+    elif s in (POPULAR, NEW_ARRIVALS):
+        own = [(s, ask.category or WHOLE_CATALOG)]
+    elif s == VIEWED_NOT_BOUGHT:
+        for pid, _ in _own(ask, lambda _k, _n: (), options):
+            if pid not in skip and pid not in items:
+                items.append(pid)
+                if len(items) >= wanted:
+                    break
+    fallbacks = [f for f in dict.fromkeys(_fallback_keys(ask)) if f not in own]
+    depth = wanted + len(ask.history.bought if ask.history else ()) + (ask.product is not None)
+    return Plan(seeds, own, items, fallbacks, skip, depth)
+
+
 def reads(ask: Ask, options: ServeOptions, wanted: int) -> list[tuple[str, str, int | None]]:
     """Every (kind, list key) the ask may read, and how deep its first ``wanted``
     candidates can reach into it (None: the whole list), so a server fetches them at once.
@@ -175,9 +223,13 @@ def _interleaved(keys: list[str], kind: str, lists: Lists) -> Iterator[tuple[str
         streams = alive
 
 
-def _own(ask: Ask, lists: Lists, options: ServeOptions) -> Iterable[tuple[str, float]]:
+def _own(
+    ask: Ask, lists: Lists, options: ServeOptions, sums: Sums | None = None
+) -> Iterable[tuple[str, float]]:
     s = ask.strategy
     if s in (BOUGHT_TOGETHER, PERSONAL):
+        if sums is not None:
+            return sums(s)
         return _weighted_sum(_seeds(ask, options), s, lists)
     if s == COMPATIBLE:
         return _interleaved(_compatible_keys(ask, options), COMPATIBLE, lists)
@@ -188,13 +240,14 @@ def _own(ask: Ask, lists: Lists, options: ServeOptions) -> Iterable[tuple[str, f
     return lists(s, ask.category or WHOLE_CATALOG)
 
 
-def candidates(ask: Ask, lists: Lists, options: ServeOptions) -> Iterator[Candidate]:
+def candidates(
+    ask: Ask, lists: Lists, options: ServeOptions, sums: Sums | None = None
+) -> Iterator[Candidate]:
     """The ask's candidates, best first, each product once, bought ones and the asked
-    product left out; availability is the caller's to check."""
-    skip = set(ask.history.bought) if ask.history else set()
-    if ask.product is not None:
-        skip.add(ask.product)
-    for pid, score in _own(ask, lists, options):
+    product left out; availability is the caller's to check. ``sums`` stands in for
+    summing the neighbour lists when the store has summed them (serving on PostgreSQL)."""
+    skip = skipped(ask)
+    for pid, score in _own(ask, lists, options, sums):
         if pid not in skip:
             skip.add(pid)
             yield Candidate(pid, ask.strategy, score)

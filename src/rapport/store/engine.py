@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import select
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,12 +36,66 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     else:
         options["pool_size"] = 10
         options["max_overflow"] = 20
-        options["pool_pre_ping"] = True
     options.update(kwargs)
     engine = sa.create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    elif not options.get("pool_pre_ping"):
+        _check_liveness(engine)
     return engine
+
+
+IDLE_PING_SECONDS = 30.0  # a pooled connection idle this long is pinged before use
+
+
+def _check_liveness(engine: sa.Engine) -> None:
+    """Make sure a connection taken from the pool is alive, without a round trip per use.
+
+    ``pool_pre_ping`` sends ``SELECT 1`` on every checkout: a round trip per request, a
+    large share of a short read's time on a busy machine. Instead, a connection is pinged
+    only when there is a reason to doubt it: it sat in the pool for ``IDLE_PING_SECONDS``
+    or more (idle connections are the ones firewalls and idle timeouts cut), or its
+    socket has input waiting although no statement is running — the server's farewell
+    when it restarted or ended the session (``pg_terminate_backend``, a timeout), or the
+    end of the stream. Anything else was in use moments ago and has had nothing from the
+    server since: it is handed out as it is. A failed ping discards the connection and
+    every older one in the pool, as ``pool_pre_ping`` does, and the checkout carries on
+    with a new connection.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_conn: Any, record: Any) -> None:
+        record.info["rapport_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["rapport_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("rapport_idle_since")
+        idle = since is None or time.monotonic() - since >= IDLE_PING_SECONDS
+        if not idle and not _input_waiting(dbapi_conn):
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as err:  # any failure of SELECT 1 condemns the connection
+            raise sa.exc.InvalidatePoolError(f"liveness check failed: {err}") from err
+        if not alive:
+            raise sa.exc.InvalidatePoolError("liveness check failed")
+
+
+def _input_waiting(dbapi_conn: Any) -> bool:
+    """Whether an idle connection has something to read (or is closed or broken)."""
+    if getattr(dbapi_conn, "closed", False) or getattr(dbapi_conn, "broken", False):
+        return True
+    try:
+        poller = select.poll()
+        poller.register(dbapi_conn.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))  # readable, or hung up, or in error
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:
