@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import typer
@@ -117,8 +118,14 @@ def serve(
     engine = create_engine(settings.database_url)
     upgrade(engine)
     console.print(f"Rapport on http://{settings.host}:{settings.port}  (API docs at /docs)")
+    application = create_app(settings, engine=engine)
+    # What start-up made (modules, the app, caches) lives as long as the server: kept out
+    # of the collector's full passes, which otherwise stall a request now and then
+    # (a ~0.3 s pause was measured in the recommendation benchmark).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings, engine=engine),
+        application,
         host=settings.host,
         port=settings.port,
         log_level="warning",
