@@ -35,10 +35,10 @@ from rapport.messaging.campaigns import (
     update_campaign,
 )
 from rapport.messaging.channels.base import InMemoryBackend
-from rapport.messaging.compose import Tracking
-from rapport.messaging.outbox import CLICKED, OPENED, event_for
+from rapport.messaging.compose import Origin, Tracking, compose
+from rapport.messaging.outbox import CLICKED, OPENED, Fallback, event_for
 from rapport.messaging.policy import save_policy
-from rapport.messaging.templates.store import create_template
+from rapport.messaging.templates.store import create_template, get_template
 from rapport.messaging.tracking import Links
 from rapport.pipeline import Pipeline
 from rapport.segments.definitions import create_segment
@@ -611,3 +611,79 @@ def test_end_to_end_through_the_dispatcher(engine: sa.Engine, clock: SimulatedCl
     assert data["variants"]["A"]["click_to_open_rate"] == 0.5
     assert data["variants"]["B"]["opened"] == 0
     assert data["total"]["messages"]["sent"] == len(should_get)
+
+
+def test_chunk_messages_are_what_compose_makes_for_each_customer(
+    engine: sa.Engine, clock: SimulatedClock
+) -> None:
+    """A chunk composes its customers as batches (one per variant and channel); every
+    message, fallback chain included, is the one ``compose`` makes for that customer."""
+    both = people(engine, 6, phone="+79990001133")
+    mail_only = people(engine, 3)
+    no_address = people(engine, 2, email=None, phone="+79990001144")
+    everyone = both + mail_only + no_address
+    subscribe(engine, "email", both + mail_only + no_address)
+    subscribe(engine, "sms", both + no_address)
+    ta = template(engine, "va", "A for {{ customer.first_name }}")
+    tb = template(engine, "vb", "B for {{ customer.first_name }}")
+    sms = template(engine, "vs", "SMS", channel="sms")
+    camp = campaign(
+        engine,
+        channel="email",
+        segment_id=audience(engine, everyone),
+        variants=[{"name": "A", "template_id": ta}, {"name": "B", "template_id": tb}],
+        fallback=[{"channel": "sms", "template_id": sms}],
+    )
+    start(engine, camp.id, clock.now())
+    send(engine, camp.id, clock, chunk_size=7)  # chunks that mix the variants
+    drawn = {r.customer_id: r.variant for r in rows(engine, campaign_audience)}
+    assert set(drawn.values()) == {"A", "B"}
+    stored = {r.idempotency_key: r for r in rows(engine, outbox)}
+    with engine.connect() as conn:
+        templates = {t: get_template(conn, t) for t in (ta, tb, sms)}
+        for cid in everyone:
+            key = f"campaign:{camp.id}:customer:{cid}"
+            origin = Origin(campaign_id=camp.id, variant=drawn[cid])
+            chain = []
+            if cid in both or cid in no_address:
+                fb = compose(
+                    conn,
+                    templates[sms],
+                    cid,
+                    key=f"{key}:fallback:sms",
+                    now=clock.now(),
+                    tracking=TRACKING,
+                    origin=origin,
+                    channel="sms",
+                )
+                chain = [
+                    Fallback(
+                        "sms",
+                        fb.recipient,
+                        subject=fb.subject or "",
+                        body_text=fb.body_text,
+                        body_html=fb.body_html or "",
+                        data=dict(fb.data),
+                    )
+                ]
+            row = stored[key]
+            assert row.fallback == [f.as_json() for f in chain]
+            assert row.variant == drawn[cid]
+            if cid in no_address:
+                assert (row.status, row.last_error) == ("skipped", "no email address")
+                assert stored[f"{key}:fallback:sms"].body_text == chain[0].body_text
+                continue
+            want = compose(
+                conn,
+                templates[ta if drawn[cid] == "A" else tb],
+                cid,
+                key=key,
+                now=clock.now(),
+                tracking=TRACKING,
+                origin=origin,
+                fallback=chain,
+            )
+            assert row.status == "queued"
+            got = (row.recipient, row.subject, row.body_text, row.body_html, row.data)
+            assert got == (want.recipient, want.subject, want.body_text, want.body_html, want.data)
+            assert row.template_id == str(want.template_id)

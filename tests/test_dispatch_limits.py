@@ -10,11 +10,14 @@ import pytest
 import sqlalchemy as sa
 
 from rapport.clock import SimulatedClock, SystemClock
+from rapport.customers.consents import ConsentChange, set_consents
 from rapport.messaging.channels.base import InMemoryBackend
 from rapport.messaging.dispatcher import Dispatcher, Retry, Route
 from rapport.messaging.limits import CircuitBreaker, TokenBucket
-from rapport.messaging.outbox import counts_by_status
+from rapport.messaging.outbox import Fallback, counts_by_status
 from rapport.pipeline import Pipeline
+from rapport.store.engine import writing
+from rapport.store.tables import events, outbox
 from rapport.worker import DispatchLoop, dispatcher_for
 from tests.delivery_helpers import FlakyBackend, message, put, row
 from tests.shop_helpers import add_customer
@@ -166,3 +169,80 @@ def test_dispatch_loop_delivers_in_the_background(engine: sa.Engine) -> None:
         loop.stop()
     assert [m.id for m in backend.outbox] == ["k"]
     assert row(engine, "k")["status"] == "sent"
+
+
+# -- several batches, the next claimed while one is on the wire ----------------------------
+
+
+def test_run_batches_ends_as_ticks_one_by_one_would(engine: sa.Engine) -> None:
+    """The same outcomes and events as run_once in a loop: sent, rejected with its
+    fallback, skipped for an unsubscribe; every row finished, none sent twice."""
+    clock = SystemClock()
+    cids = [add_customer(engine, clock.now()) for _ in range(3)]
+    with writing(engine) as conn:
+        set_consents(conn, [ConsentChange(cids[2], "email", "unsubscribed", "t", clock.now())])
+    keys = [f"k{i}" for i in range(57)]
+    fallback = Fallback("sms", "+79990001122")
+    put(
+        engine,
+        clock.now(),
+        *(
+            message(k, cids[i % 3], fallback=(fallback,) if i % 3 == 1 else ())
+            for i, k in enumerate(keys)
+        ),
+    )
+    email = InMemoryBackend("email", reject=[f"{k}@example.com" for k in keys[1::3]])
+    sms = InMemoryBackend("sms")
+    pipeline = Pipeline(engine, clock)
+    dispatcher = dispatcher_for(pipeline, {"email": email, "sms": sms}, batch_size=5)
+    try:
+        report = dispatcher.run_batches(max_batches=4)
+        # Four batches, each up to five e-mails and five of the fallback SMS.
+        assert 20 <= report.claimed <= 40 and len(email.outbox) < len(keys[0::3])
+        while dispatcher.run_batches(max_batches=4).claimed:
+            pass
+    finally:
+        dispatcher.close()
+    assert Counter(m.id for m in email.outbox) == Counter(keys[0::3])
+    assert Counter(m.id for m in sms.outbox) == Counter(f"{k}:fallback:sms" for k in keys[1::3])
+    with engine.connect() as conn:
+        statuses = {
+            k: s for k, s in conn.execute(sa.select(outbox.c.idempotency_key, outbox.c.status))
+        }
+        names = Counter(
+            conn.execute(sa.select(events.c.name).where(events.c.name.like("Message %"))).scalars()
+        )
+    assert all(statuses[k] == "sent" for k in keys[0::3])
+    assert all(statuses[k] == "rejected" for k in keys[1::3])
+    assert all(statuses[k] == "skipped" for k in keys[2::3])
+    assert all(statuses[f"{k}:fallback:sms"] == "sent" for k in keys[1::3])
+    assert names["Message Sent"] == len(keys[0::3]) + len(keys[1::3])
+    assert names["Message Bounced"] == len(keys[1::3])
+    assert names["Message Skipped"] == len(keys[2::3])
+
+
+def test_rows_claimed_ahead_go_back_untouched_when_the_breaker_opens(
+    engine: sa.Engine, clock: SimulatedClock
+) -> None:
+    backend = FlakyBackend("email", down=True)
+    route = Route(backend, breaker_failures=3, breaker_seconds=60)
+    dispatcher = Dispatcher(engine, {"email": route}, clock=clock, batch_size=4)
+    put(engine, clock.now(), *(message(f"k{i}", 1) for i in range(12)))
+    with engine.connect() as conn:
+        before = {
+            r.idempotency_key: r
+            for r in conn.execute(sa.select(outbox).where(outbox.c.idempotency_key >= "k4"))
+        }
+    try:
+        report = dispatcher.run_batches(max_batches=3)
+    finally:
+        dispatcher.close()
+    assert (report.claimed, report.retrying) == (4, 4)  # the first batch opened the breaker
+    assert backend.calls == ["k0", "k1", "k2", "k3"]
+    with engine.connect() as conn:
+        assert counts_by_status(conn) == {"failed": 4, "queued": 8}
+        after = {
+            r.idempotency_key: r
+            for r in conn.execute(sa.select(outbox).where(outbox.c.idempotency_key >= "k4"))
+        }
+    assert after == before  # the four claimed ahead: status, attempts, lease as they were

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 import email
+import itertools
 from datetime import timedelta
+from decimal import Decimal
 from email import policy
 from email.message import EmailMessage
+from email.utils import parseaddr
 from typing import Any
 
 import dkim
@@ -21,11 +24,14 @@ import nacl.encoding
 import nacl.signing
 import pytest
 import sqlalchemy as sa
+from babel import Locale
+from babel.numbers import format_currency
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from dkim.canonicalization import Relaxed
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2.runtime import Context
 
 from rapport.customers.merge import merge_customers
 from rapport.messaging.channels.base import OutgoingMessage
@@ -37,11 +43,15 @@ from rapport.messaging.channels.email_mime import (
     relaxed_body,
 )
 from rapport.messaging.compose import Recipient, Tracking, compose, compose_many
+from rapport.messaging.outbox import claim_due
+from rapport.messaging.suppressions import normalize_address
+from rapport.messaging.templates.compile import HTML_ENV
+from rapport.messaging.templates.filters import money, plural
 from rapport.messaging.templates.render import build_context, build_contexts
 from rapport.messaging.templates.store import create_template
 from rapport.messaging.tracking import Links
 from rapport.store.engine import writing
-from rapport.store.tables import cart_items, carts, consents, customers
+from rapport.store.tables import cart_items, carts, consents, customers, outbox
 from tests.conftest import T0
 
 SENDER = "Shop <news@shop.example>"
@@ -340,3 +350,144 @@ def test_a_bad_signing_domain_is_a_configuration_error_not_a_bad_message() -> No
     bad = DkimKey("shop.example; h=from", "r", keys[0].private_key, "rsa")
     with pytest.raises(DkimKeyError):
         build_email(CASES[0], sender=SENDER, id_domain="shop.example", keys=(bad,))
+
+
+# -- headers with non-ASCII text ----------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from([*"ab XY?_=-!.,\tжЁё中é", "😀"]), min_size=1, max_size=150
+    ).filter(lambda s: not s.isascii() and "=?" not in s)
+)
+def test_encoded_word_subjects_read_like_the_standard_librarys(subject: str) -> None:
+    msg = outgoing(subject=subject)
+    raw = build_email(msg, sender=SENDER, id_domain="shop.example")
+    assert raw.isascii()
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    subject_lines = head.split("Subject: ", 1)[1].split("\r\n")
+    lines = [subject_lines[0], *itertools.takewhile(lambda x: x[:1] == " ", subject_lines[1:])]
+    assert all(len(line) <= 76 for line in lines)
+    assert str(parsed(raw)["Subject"]) == subject  # exactly, leading white space too
+    assert str(reference(msg, raw)["Subject"]) == subject.lstrip()  # the library drops it
+
+
+# -- the suppression list's address form --------------------------------------------------
+
+
+def _normal_by_parseaddr(address: str) -> str:
+    text = address.strip()
+    return (parseaddr(text)[1] or text).strip("<> ").lower()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aZ09_+-.@ <>\"',;:()[]\\ж")), max_size=30))
+def test_bare_addresses_normalise_as_parseaddr_does(address: str) -> None:
+    assert normalize_address("email", address) == _normal_by_parseaddr(address)
+    bare = f"{address.strip(' .@')}x@example.com"
+    assert normalize_address("email", bare) == _normal_by_parseaddr(bare)
+
+
+# -- filters: remembered answers are Babel's ---------------------------------------------
+
+
+@pytest.mark.parametrize("locale", ["ru", "en"])
+def test_money_and_plural_are_babels_answers_every_time(locale: str) -> None:
+    ctx = Context(HTML_ENV, {"locale": locale}, "t", {})
+    for _ in range(2):  # computed, then remembered
+        for amount in ("0", "1", "1.5", "4990", "4990.00", "1234567.891", "-12.5"):
+            for currency in ("RUB", "usd", "EUR"):
+                for digits in (None, 0, 2):
+                    fmt = None
+                    if digits == 0:
+                        fmt = Locale.parse(locale).currency_formats["standard"].pattern
+                        fmt = fmt.replace(".00", "")
+                    want = format_currency(
+                        Decimal(amount),
+                        currency.upper(),
+                        format=fmt,
+                        locale=locale,
+                        currency_digits=digits != 0,
+                    )
+                    assert money(ctx, amount, currency, digits) == want
+        for n in ("0", "1", "2", "5", "11", "21", "1.5", "101"):
+            category = Locale.parse(locale).plural_form(Decimal(n))
+            word = plural(ctx, n, "one", "few", "many")
+            assert word == {"one": "one", "few": "few", "many": "many"}.get(
+                category, "few" if locale == "ru" else "many"
+            )
+
+
+# -- claiming: the oldest due rows over every status -------------------------------------
+
+
+def test_claim_takes_the_oldest_due_rows_whatever_their_status(engine: sa.Engine) -> None:
+    """Queued, failed and lease-expired rows are found one status at a time and merged:
+    the rows claimed are the oldest due ones overall, never one that is not due."""
+    now = T0 + timedelta(hours=1)
+    plan: list[tuple[str, int, int | None]] = []  # status, minutes before now, lease
+    for i in range(60):
+        status = ("queued", "failed", "sending", "sent", "dead", "skipped")[i % 6]
+        minutes = (i * 7) % 50 - 10  # some in the future: not due yet
+        lease = None if status != "sending" else (-1 if i % 4 else 1)
+        plan.append((status, minutes, lease))
+    base = {
+        "channel": "email",
+        "recipient": "a@example.com",
+        "body_text": "x",
+        "headers": {},
+        "data": {},
+        "fallback": [],
+        "attempts": 1,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    with writing(engine) as conn:
+        for i, (status, minutes, lease) in enumerate(plan):
+            conn.execute(
+                outbox.insert().values(
+                    **base,
+                    idempotency_key=f"claim-order-{i}",
+                    status=status,
+                    next_attempt_at=now - timedelta(minutes=minutes),
+                    claimed_until=None if lease is None else now + timedelta(minutes=lease),
+                )
+            )
+        conn.execute(  # another channel is never taken
+            outbox.insert().values(
+                **(base | {"channel": "sms"}),
+                idempotency_key="claim-order-sms",
+                status="queued",
+                next_attempt_at=T0,
+            )
+        )
+    with engine.connect() as conn:
+        everything = conn.execute(sa.select(outbox).where(outbox.c.channel == "email")).all()
+    due = sorted(
+        (
+            r
+            for r in everything
+            if (r.status in ("queued", "failed") and r.next_attempt_at <= now)
+            or (r.status == "sending" and r.claimed_until < now)
+        ),
+        key=lambda r: (r.next_attempt_at, r.id),
+    )
+    assert {r.status for r in due} == {"queued", "failed", "sending"}
+    order = [r.id for r in due]
+    when = {r.id: r.next_attempt_at for r in due}
+    assert len(order) > 12
+    left = set(order)
+    for n in range(0, len(order) + 6, 6):  # the last claim finds nothing left
+        with writing(engine) as conn:
+            claimed = claim_due(conn, "email", 6, now, "w", now + timedelta(minutes=5))
+        assert all(r.status == "sending" and r.claimed_by == "w" for r in claimed)
+        ids = {r.id for r in claimed}
+        assert len(ids) == min(6, len(left)) and ids <= left
+        left -= ids
+        # The oldest first; rows due at the same instant in the index's order, which on
+        # SQLite is by id.
+        assert all(when[i] <= when[j] for i in ids for j in left)
+        if engine.dialect.name == "sqlite":
+            assert ids == set(order[n : n + 6])
+    assert not left

@@ -257,6 +257,11 @@ class ConfiguredDispatcher:
         self.drain_receipts()
         return report
 
+    def run_batches(self, max_batches: int = 10) -> DispatchReport:
+        report = self.current().run_batches(max_batches)
+        self.drain_receipts()
+        return report
+
     def drain_receipts(self) -> int:
         pairs: list[tuple[str, str]] = []
         while True:
@@ -424,7 +429,8 @@ class DispatchLoop:
             while not self._stop.is_set():
                 report = DispatchReport()
                 try:
-                    report = self.dispatcher.run_once()
+                    # Several batches, each recorded while the next is on the wire.
+                    report = self.dispatcher.run_batches()
                     if report.dead or report.rejected:
                         log.info(
                             "dispatch: %d sent, %d rejected, %d dead",

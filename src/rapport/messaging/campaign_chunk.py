@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from rapport.loyalty.summary import loyalty_summaries
 from rapport.messaging.campaign_throttle import Throttle
 from rapport.messaging.campaigns import Campaign
-from rapport.messaging.compose import Origin, Tracking, compose
+from rapport.messaging.compose import Origin, Recipient, Tracking, compose_many
 from rapport.messaging.holdout import GlobalControl, global_control
 from rapport.messaging.outbox import Event, Fallback, QueuedMessage, enqueue
 from rapport.messaging.policy import (
@@ -89,49 +89,71 @@ def _address(facts: Mapping[int, Reachable], cid: int, channel: str) -> str | No
 def _fallbacks(
     run: Run,
     conn: sa.Connection,
-    cid: int,
-    key: str,
-    origin: Origin,
+    ids: list[int],
+    variants: Mapping[int, str],
     allowed: list[dict[int, Decision]],
     facts: Mapping[int, Reachable],
-    loyalty: Mapping[str, Any],
-) -> tuple[Fallback, ...]:
-    """The chain for one customer: each fallback channel the policy allows and the customer
-    can be reached on, rendered from that channel's own template."""
-    chain: list[Fallback] = []
-    for spec, decisions in zip(run.campaign.fallback, allowed, strict=True):
-        if not decisions[cid].allowed:
-            continue
+    loyalty: Mapping[int, Mapping[str, Any]],
+) -> dict[int, tuple[Fallback, ...]]:
+    """Each customer's chain: every fallback channel the policy allows and the customer
+    can be reached on, rendered from that channel's own template (a batch per channel)."""
+    c = run.campaign
+    chains: dict[int, list[Fallback]] = {cid: [] for cid in ids}
+    for spec, decisions in zip(c.fallback, allowed, strict=True):
         tpl = run.template(conn, int(spec["template_id"]))
         if tpl is None:
             continue
         channel = str(spec["channel"])
-        msg = compose(
-            conn,
-            tpl,
-            cid,
-            key=f"{key}:fallback:{channel}",
-            now=run.now,
-            tracking=run.tracking,
-            origin=origin,
-            channel=channel,
-            recipient=_address(facts, cid, channel),
-            loyalty=loyalty,
-        )
-        if msg.skip_reason is not None:
-            continue
-        # Empty rather than None, so nothing of the first channel's content is inherited.
-        chain.append(
-            Fallback(
-                channel,
-                msg.recipient,
-                subject=msg.subject or "",
-                body_text=msg.body_text,
-                body_html=msg.body_html or "",
-                data=dict(msg.data),
+        batch = [
+            Recipient(
+                cid,
+                f"{message_key(c.id, cid)}:fallback:{channel}",
+                loyalty=loyalty[cid],
+                recipient=_address(facts, cid, channel),
             )
-        )
-    return tuple(chain)
+            for cid in ids
+            if decisions[cid].allowed
+        ]
+        for msg in _compose(run, conn, tpl, batch, variants, channel=channel):
+            if msg.skip_reason is not None:
+                continue
+            # Empty rather than None, so nothing of the first channel's content is inherited.
+            assert msg.customer_id is not None
+            chains[msg.customer_id].append(
+                Fallback(
+                    channel,
+                    msg.recipient,
+                    subject=msg.subject or "",
+                    body_text=msg.body_text,
+                    body_html=msg.body_html or "",
+                    data=dict(msg.data),
+                )
+            )
+    return {cid: tuple(chain) for cid, chain in chains.items()}
+
+
+def _compose(
+    run: Run,
+    conn: sa.Connection,
+    tpl: StoredTemplate,
+    batch: list[Recipient],
+    variants: Mapping[int, str],
+    *,
+    channel: str | None = None,
+) -> list[QueuedMessage]:
+    """``compose_many`` for the batch, one call per A/B variant (each its own origin),
+    the messages in the batch's order."""
+    groups: dict[str, list[Recipient]] = {}
+    for who in batch:
+        groups.setdefault(variants[who.customer_id], []).append(who)
+    by_key: dict[str, QueuedMessage] = {}
+    for variant, group in groups.items():
+        origin = Origin(campaign_id=run.campaign.id, variant=variant)
+        for msg in compose_many(
+            conn, tpl, group, now=run.now, tracking=run.tracking, origin=origin, channel=channel
+        ):
+            by_key[msg.idempotency_key] = msg
+    return [by_key[who.key] for who in batch]
 
 
 def compose_chunk(
@@ -162,47 +184,59 @@ def compose_chunk(
     fallback_decisions = [decisions[str(f["channel"])] for f in c.fallback]
     points = loyalty_summaries(conn, ids, run.now)  # for every template's ``loyalty``
     by_name = {str(v["name"]): int(v["template_id"]) for v in c.variants}
-    messages: list[QueuedMessage] = []
-    for row in rows:
-        cid, variant = int(row.customer_id), str(row.variant)
+    variants = {int(r.customer_id): str(r.variant) for r in rows}
+    chains = _fallbacks(run, conn, ids, variants, fallback_decisions, facts, points)
+    # Each variant's allowed customers composed as one batch (set-based reads of their
+    # cards): one by one, reading each card took most of a campaign's time.
+    batches: dict[int, list[Recipient]] = {}
+    refused: dict[int, QueuedMessage] = {}
+    for cid in ids:
+        variant = variants[cid]
         key = message_key(c.id, cid)
-        origin = Origin(campaign_id=c.id, variant=variant)
         template_id = by_name.get(variant)
         tpl = None if template_id is None else run.template(conn, template_id)
-        chain = _fallbacks(run, conn, cid, key, origin, fallback_decisions, facts, points[cid])
         decision = decisions[c.channel][cid]
         reason = decision.reason
         if decision.allowed and tpl is None:
             reason = f"template {template_id} was deleted"
-        if reason is not None or tpl is None:
-            messages.append(
-                QueuedMessage(
-                    idempotency_key=key,
-                    channel=c.channel,
-                    recipient="",
-                    body_text="",
-                    customer_id=cid,
-                    campaign_id=c.id,
-                    template_id=template_id,
-                    variant=variant,
-                    fallback=chain,
-                    skip_reason=reason,
-                )
+        if reason is not None or tpl is None or template_id is None:
+            refused[cid] = QueuedMessage(
+                idempotency_key=key,
+                channel=c.channel,
+                recipient="",
+                body_text="",
+                customer_id=cid,
+                campaign_id=c.id,
+                template_id=template_id,
+                variant=variant,
+                fallback=chains[cid],
+                skip_reason=reason,
             )
             continue
-        msg = compose(
-            conn,
-            tpl,
-            cid,
-            key=key,
-            now=run.now,
-            tracking=run.tracking,
-            origin=origin,
-            fallback=chain,
-            recipient=_address(facts, cid, c.channel),
-            loyalty=points[cid],
+        batches.setdefault(template_id, []).append(
+            Recipient(
+                cid,
+                key,
+                loyalty=points[cid],
+                recipient=_address(facts, cid, c.channel),
+                fallback=chains[cid],
+            )
         )
+    composed: dict[int, QueuedMessage] = {}
+    for template_id, batch in batches.items():
+        tpl = run.template(conn, template_id)
+        assert tpl is not None
+        for msg in _compose(run, conn, tpl, batch, variants):
+            assert msg.customer_id is not None
+            composed[msg.customer_id] = msg
+    messages: list[QueuedMessage] = []
+    for cid in ids:
+        if cid in refused:
+            messages.append(refused[cid])
+            continue
+        msg = composed[cid]
         if msg.skip_reason is None:
+            decision = decisions[c.channel][cid]
             due = planned[cid]
             if decision.send_at is not None:
                 due = max(due, decision.send_at)

@@ -13,6 +13,7 @@ so ``Ann@Example.com`` and ``ann@example.com`` are one entry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,8 +55,14 @@ def normalize_address(channel: str, address: str) -> str:
     """The form an address is stored and compared in: e-mail lower-case, bare."""
     text = address.strip()
     if channel == "email":
+        if _BARE.fullmatch(text):  # parseaddr gives such an address back as it is
+            return text.lower()
         text = (parseaddr(text)[1] or text).strip("<> ").lower()
     return text
+
+
+# A bare address of dot-separated atoms: the usual recipient, looked up on every claim.
+_BARE = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 def suppress(
@@ -155,9 +162,10 @@ def is_suppressed(conn: sa.Connection, channel: str, addresses: Iterable[str]) -
 
 def suppressed_reasons(conn: sa.Connection, rows: Sequence[Any]) -> dict[int, str]:
     """Outbox row id → suppression reason, for the claimed rows whose recipient is listed."""
+    normal = {row.id: normalize_address(row.channel, row.recipient) for row in rows}
     by_channel: dict[str, set[str]] = {}
     for row in rows:
-        by_channel.setdefault(row.channel, set()).add(normalize_address(row.channel, row.recipient))
+        by_channel.setdefault(row.channel, set()).add(normal[row.id])
     reasons: dict[tuple[str, str], str] = {}
     for channel, addresses in by_channel.items():
         for chunk in _chunks(sorted(addresses)):
@@ -168,9 +176,7 @@ def suppressed_reasons(conn: sa.Connection, rows: Sequence[Any]) -> dict[int, st
             )
             reasons.update({(channel, a): r for a, r in found})
     return {
-        row.id: reasons[key]
-        for row in rows
-        if (key := (row.channel, normalize_address(row.channel, row.recipient))) in reasons
+        row.id: reasons[key] for row in rows if (key := (row.channel, normal[row.id])) in reasons
     }
 
 

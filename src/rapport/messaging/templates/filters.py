@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,13 +65,20 @@ def money(ctx: Context, amount: Any, currency: str = "RUB", digits: int | None =
     number = _decimal(amount)
     if number is None:
         return ""
-    locale = _locale(ctx)
+    return _money(str(number), str(currency).upper(), digits == 0, _locale(ctx))
+
+
+@lru_cache(maxsize=4096)
+def _money(number: str, currency: str, whole: bool, locale: str) -> str:
+    """Babel's answer, remembered: a campaign prints the same few prices in every message,
+    and ``format_currency`` re-reads the locale data and re-parses its pattern each time
+    (~40 µs, six prices in a three-product e-mail)."""
     fmt = None
-    if digits == 0:
+    if whole:
         fmt = Locale.parse(locale).currency_formats["standard"].pattern
         fmt = fmt.replace(".00", "")
     return babel_numbers.format_currency(
-        number, str(currency).upper(), format=fmt, locale=locale, currency_digits=digits != 0
+        Decimal(number), currency, format=fmt, locale=locale, currency_digits=not whole
     )
 
 
@@ -142,10 +150,7 @@ def plural(ctx: Context, n: Any, one: str, few: str | None = None, many: str | N
     num = _decimal(n)
     if num is None:
         return many
-    try:
-        category = Locale.parse(_locale(ctx)).plural_form(num)
-    except UnknownLocaleError:  # pragma: no cover - LOCALES are all known to Babel
-        category = "other"
+    category = _plural_category(_locale(ctx), str(num))
     if category == "one":
         return one
     if category == "few":
@@ -154,6 +159,15 @@ def plural(ctx: Context, n: Any, one: str, few: str | None = None, many: str | N
         return many
     # "other": fractions in Russian (1,5 товара), every non-one count in English.
     return few if _locale(ctx) == "ru" else many
+
+
+@lru_cache(maxsize=4096)
+def _plural_category(locale: str, number: str) -> str:
+    """The CLDR plural category of ``number`` (remembered: counts repeat)."""
+    try:
+        return str(Locale.parse(locale).plural_form(Decimal(number)))
+    except UnknownLocaleError:  # pragma: no cover - LOCALES are all known to Babel
+        return "other"
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
