@@ -238,3 +238,16 @@ def test_output_size_limit() -> None:
     compiled = compile_variant("text", "", '{% for i in range(2000) %}{{ "x" * 999 }}{% endfor %}')
     with pytest.raises(RenderError, match="output longer than"):
         render(compiled, {})
+
+
+def test_a_render_is_not_charged_for_time_spent_waiting() -> None:
+    """The deadline counts the rendering thread's CPU time: a render that waited (for the
+    interpreter while other threads ran, for a core on a busy machine) is no runaway."""
+    env = make_environment(html=False, limits=Limits(seconds=0.2))
+    template = env.from_string("{% for i in range(1000) %}{{ i }}{% endfor %}")
+    token = start_budget(env.limits)
+    try:
+        time.sleep(0.3)  # the wall clock passes the deadline; the thread spends nothing
+        assert "".join(template.generate()).endswith("999")
+    finally:
+        end_budget(token)
