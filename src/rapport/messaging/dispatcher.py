@@ -212,7 +212,7 @@ class Dispatcher:
         return {ch: n for ch in self.routes if (n := self.allowance(ch)) > 0}
 
     def _claim_rows(self, limits: Mapping[str, int]) -> _Claimed:
-        """The claim transaction (database work only: it may run on the helper thread)."""
+        """The claim transaction (database work only: it may run on the database thread)."""
         now = self.clock.now()
         previous: dict[int, dict[str, Any]] = {}
         with writing(self.engine) as conn:
@@ -252,7 +252,7 @@ class Dispatcher:
 
         One tick leaves the connections idle while it claims and while it records the
         results: with a batch of 100 that was an eighth to a sixth of the sending time.
-        Here a helper thread records batch *k-1* and claims batch *k+1* while batch *k* is
+        Here a database thread records batch *k-1* and claims batch *k+1* while batch *k* is
         sent, so the connections keep working. Every claimed row is finished when this
         returns, as after :meth:`run_once`; the report is the sum of the ticks'.
 
@@ -274,7 +274,7 @@ class Dispatcher:
                 if ticks < max_batches and all(b.state == "closed" for b in self.breakers.values())
                 else {}
             )
-            work = self._helper().submit(self._between, done, ahead)
+            work = self._db_thread().submit(self._between, done, ahead)
             try:
                 results = self.send(claim)
             except BaseException:
@@ -302,7 +302,7 @@ class Dispatcher:
     def _between(
         self, done: tuple[Claim, Mapping[str, Sequence[SendResult]]] | None, ahead: dict[str, int]
     ) -> tuple[DispatchReport | None, _Claimed | None]:
-        """The helper thread's part: record the batch sent before, claim the next one."""
+        """The database thread's part: record the batch sent before, claim the next one."""
         report = None if done is None else self.finish(*done)
         return report, self._claim_rows(ahead) if ahead else None
 
@@ -320,7 +320,7 @@ class Dispatcher:
         with writing(self.engine) as conn:
             release(conn, [r.id for r in rows], claimed.previous, self.worker_id)
 
-    def _helper(self) -> ThreadPoolExecutor:
+    def _db_thread(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="rapport-dispatch-db")
         return self._pool
@@ -442,7 +442,7 @@ class Dispatcher:
         return report
 
     def close(self) -> None:
-        """Close the backends' connections, the event loop and the helper thread."""
+        """Close the backends' connections, the event loop and the database thread."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

@@ -74,8 +74,8 @@ def start_budget(limits: Limits) -> Any:
     Time is the rendering thread's CPU time: a template can only spend CPU (it reads no
     files and calls nothing slow), and a render that merely waited — for the interpreter
     while the dispatcher's threads ran, for a core on a busy machine — is not a runaway
-    template. On the wall clock such a wait failed an ordinary e-mail now and then: one
-    customer of a 100,000-recipient campaign was skipped as "render took longer than 1 s".
+    template. On the wall clock such a wait could fail an ordinary e-mail: one customer of
+    a 100,000-recipient campaign was skipped as "render took longer than 1 s".
     """
     return _budget.set(Budget(limits, time.thread_time() + limits.seconds))
 
