@@ -259,6 +259,33 @@ def _raw_postgres(url: str, rows: list[tuple[Any, ...]], chunk: int) -> float:
         return len(rows) / (time.perf_counter() - start)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux /proc; 0 where unreadable)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def database_processes(database: str) -> list[int]:
+    """The PostgreSQL server processes serving ``database`` (its backends name it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("postgres:") and f" {database} " in title:
+                pids.append(int(entry.name))
+    return pids
+
+
 def _analyze(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
@@ -278,13 +305,23 @@ def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> 
         orjson.dumps(workload.batch(1)[0] | {"type": "track", "event": "Latency Probe"})
         for _ in range(args.track_requests)
     ]
-    with Server(url) as base:
+    server = Server(url)
+    with server as base:
         # Warm up (connections, caches, the first customers), then refresh planner
         # statistics as autovacuum would in a running store: on a never-analysed table
         # PostgreSQL plans the messageId lookup as a sequential scan.
         asyncio.run(_throughput(base, key, bodies[:3], 1))
         _analyze(url)
+        # CPU per event of the server process and of the database's own processes: what
+        # the throughput costs, which a busy machine disturbs far less than wall time.
+        server_pid = server.proc.pid if server.proc else 0
+        database = url.rsplit("/", 1)[1]
+        db_pids = database_processes(database) if name == "postgres" else []
+        cpu0 = cpu_seconds([server_pid]), cpu_seconds(db_pids)
         elapsed = asyncio.run(_throughput(base, key, bodies[3:], args.clients))
+        # Backends (and autovacuum workers) that started during the run count from zero.
+        db_after = database_processes(database) if name == "postgres" else []
+        cpu1 = cpu_seconds([server_pid]), cpu_seconds(db_after)
         events = (len(bodies) - 3) * args.batch_size
         latencies = asyncio.run(_latency(base, key, tracks, args.rate))
     check = create_engine(url)
@@ -308,6 +345,11 @@ def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> 
         "events_per_s": round(events / elapsed),
         "raw_rows_per_s": round(raw),
         "ratio_to_raw": round((events / elapsed) / raw, 3),
+        "server_cpu_us_per_event": round((cpu1[0] - cpu0[0]) / events * 1e6, 1),
+        "database_cpu_us_per_event": round((cpu1[1] - cpu0[1]) / events * 1e6, 1)
+        if db_pids
+        else None,
+        "load_average": round(os.getloadavg()[0], 2),
         "track_requests": len(latencies),
         "track_rate_per_s": args.rate,
         "track_p50_ms": round(statistics.median(latencies) * 1000, 2),
@@ -370,6 +412,8 @@ def main() -> None:
         "events/s via /v1/batch",
         "raw insert rows/s",
         "ratio",
+        "server CPU µs/event",
+        "database CPU µs/event",
         "track p50 ms",
         "track p99 ms",
     ):
@@ -380,10 +424,13 @@ def main() -> None:
             f"{r['events_per_s']:,}",
             f"{r['raw_rows_per_s']:,}",
             f"{r['ratio_to_raw']:.2f}",
+            f"{r['server_cpu_us_per_event']}",
+            "-" if r["database_cpu_us_per_event"] is None else f"{r['database_cpu_us_per_event']}",
             f"{r['track_p50_ms']}",
             f"{r['track_p99_ms']}",
         )
     console.print(table)
+    console.print(f"load average {os.getloadavg()[0]:.2f} (other work on the machine)")
     out = ROOT / "bench" / "results" / "ingest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

@@ -1,8 +1,11 @@
 """The ingest pipeline without HTTP: where the time goes per batch size.
 
-    python bench/pipeline_inprocess.py --store postgres --batch 1000
+    python bench/pipeline_inprocess.py --store postgres --batch 800
     pyinstrument bench/pipeline_inprocess.py --store sqlite
 
+Prints events/s and, per event, the CPU of this process (parsing excluded) and of the
+database's own processes (PostgreSQL): CPU per event is what a busy machine disturbs
+least, so it is the figure to compare two versions of the code by.
 Used to profile before optimising; bench/ingest.py is the benchmark of record.
 """
 
@@ -20,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.postgres_server import create_database, server_url  # noqa: E402
 
+from bench.ingest import cpu_seconds, database_processes  # noqa: E402
 from bench.workload import Workload  # noqa: E402
 from rapport.ingest.messages import parse_batch  # noqa: E402
 from rapport.pipeline import Pipeline  # noqa: E402
@@ -57,13 +61,19 @@ def main() -> None:
         pipeline.ingest(batch)
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
-    start = time.perf_counter()
+    database = url.rsplit("/", 1)[1]
+    before = database_processes(database) if args.store == "postgres" else []
+    db0 = cpu_seconds(before)
+    start, cpu0 = time.perf_counter(), time.process_time()
     for batch in batches[warm:]:
         pipeline.ingest(batch)
-    stored = time.perf_counter() - start
+    stored, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    db = cpu_seconds(database_processes(database)) - db0 if args.store == "postgres" else 0.0
     n = (len(raws) - warm) * args.batch
     print(
-        f"{args.store} batch={args.batch}: parse {n / parsed:,.0f}/s, pipeline {n / stored:,.0f}/s"
+        f"{args.store} batch={args.batch}: parse {n / parsed:,.0f}/s, pipeline {n / stored:,.0f}/s,"
+        f" CPU {cpu / n * 1e6:.0f} µs/event here"
+        + (f", {db / n * 1e6:.0f} µs/event in the database" if args.store == "postgres" else "")
     )
     engine.dispose()
     if drop is not None:

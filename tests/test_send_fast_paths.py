@@ -370,7 +370,13 @@ def test_encoded_word_subjects_read_like_the_standard_librarys(subject: str) -> 
     lines = [subject_lines[0], *itertools.takewhile(lambda x: x[:1] == " ", subject_lines[1:])]
     assert all(len(line) <= 76 for line in lines)
     assert str(parsed(raw)["Subject"]) == subject  # exactly, leading white space too
-    assert str(reference(msg, raw)["Subject"]) == subject.lstrip()  # the library drops it
+    # The library's own encoding can leave a run of white space between two encoded words,
+    # where a decoder drops it (RFC 2047, 6.2): past the white space, the texts agree.
+    assert _unspaced(str(reference(msg, raw)["Subject"])) == _unspaced(subject)
+
+
+def _unspaced(text: str) -> str:
+    return "".join(text.split())
 
 
 # -- the suppression list's address form --------------------------------------------------

@@ -26,6 +26,7 @@ from rapport.errors import InvalidInput, Problem
 from rapport.messaging.channels.base import CHANNELS
 from rapport.segments.config import read_setting, write_setting
 from rapport.store.engine import upsert
+from rapport.store.fast import among
 from rapport.store.tables import message_facts, order_attributions, orders
 
 SETTING = "attribution"
@@ -104,7 +105,9 @@ def attribute_new_orders(conn: sa.Connection, order_ids: Iterable[str]) -> list[
     wanted = sorted(set(order_ids))
     if not wanted:
         return []
-    pks = list(conn.execute(sa.select(orders.c.id).where(orders.c.order_id.in_(wanted))).scalars())
+    pks = list(
+        conn.execute(sa.select(orders.c.id).where(among(conn, orders.c.order_id, wanted))).scalars()
+    )
     _follow_order_times(conn, pks)
     return attribute_orders(conn, pks)
 
@@ -118,7 +121,7 @@ def _follow_order_times(conn: sa.Connection, order_pks: list[int]) -> None:
     moved = sa.select(orders.c.occurred_at).where(orders.c.id == a.order_pk).scalar_subquery()
     conn.execute(
         order_attributions.update()
-        .where(a.order_pk.in_(order_pks), a.occurred_at != moved)
+        .where(among(conn, a.order_pk, order_pks), a.occurred_at != moved)
         .values(occurred_at=moved)
     )
 
@@ -136,7 +139,7 @@ def attribute_orders(
     o = orders.c
     found = conn.execute(
         sa.select(o.id, o.customer_id, o.occurred_at)
-        .where(o.id.in_(pks), o.status == "completed")
+        .where(among(conn, o.id, pks), o.status == "completed")
         .where(~sa.exists().where(order_attributions.c.order_pk == o.id))
     ).all()
     if not found:

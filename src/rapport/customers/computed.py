@@ -24,7 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from rapport.customers.profile import PROFILE_COLUMNS
-from rapport.store.fast import db_time, is_sqlite, run_many
+from rapport.store.engine import json_text
+from rapport.store.fast import among, columns_of, db_time, is_sqlite, run_many, update_rows
 from rapport.store.tables import customers, order_sequence, orders
 
 # An order counts while it is neither cancelled nor fully refunded.
@@ -64,28 +65,47 @@ class Changes:
 def apply_changes(conn: sa.Connection, changes: dict[int, Changes], now: datetime) -> None:
     ids = sorted(changes)  # a fixed order, so concurrent writers cannot deadlock
     seen = [cid for cid in ids if changes[cid].events]
-    run_many(
-        conn,
-        "UPDATE customers SET events_count = events_count + %s, "
-        "first_seen_at = CASE WHEN first_seen_at IS NULL OR first_seen_at > %s "
-        "THEN %s ELSE first_seen_at END, "
-        "last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < %s "
-        "THEN %s ELSE last_seen_at END, updated_at = %s WHERE id = %s",
-        [
-            (
-                changes[cid].events,
-                first := db_time(conn, changes[cid].first_seen),
-                first,
-                last := db_time(conn, changes[cid].last_seen),
-                last,
-                db_time(conn, now),
-                cid,
-            )
-            for cid in seen
-        ],
-    )
+    _count_seen(conn, [(cid, changes[cid]) for cid in seen], now)
     _apply_attributes(conn, {cid: changes[cid] for cid in ids}, now)
     recompute_orders(conn, [cid for cid in ids if changes[cid].orders_changed], now)
+
+
+def _count_seen(conn: sa.Connection, seen: list[tuple[int, Changes]], now: datetime) -> None:
+    """Events counted and first/last seen moved, as relative updates: nothing is read."""
+    if not seen:
+        return
+    if is_sqlite(conn):
+        run_many(
+            conn,
+            "UPDATE customers SET events_count = events_count + %s, "
+            "first_seen_at = CASE WHEN first_seen_at IS NULL OR first_seen_at > %s "
+            "THEN %s ELSE first_seen_at END, "
+            "last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < %s "
+            "THEN %s ELSE last_seen_at END, updated_at = %s WHERE id = %s",
+            [
+                (
+                    ch.events,
+                    first := db_time(conn, ch.first_seen),
+                    first,
+                    last := db_time(conn, ch.last_seen),
+                    last,
+                    db_time(conn, now),
+                    cid,
+                )
+                for cid, ch in seen
+            ],
+        )
+        return
+    conn.exec_driver_sql(
+        "UPDATE customers AS c SET events_count = c.events_count + v.n, "
+        "first_seen_at = CASE WHEN c.first_seen_at IS NULL OR c.first_seen_at > v.first "
+        "THEN v.first ELSE c.first_seen_at END, "
+        "last_seen_at = CASE WHEN c.last_seen_at IS NULL OR c.last_seen_at < v.last "
+        "THEN v.last ELSE c.last_seen_at END, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[], %s::timestamptz[]) "
+        "AS v(id, n, first, last) WHERE c.id = v.id",
+        (now, *columns_of([(cid, ch.events, ch.first_seen, ch.last_seen) for cid, ch in seen])),
+    )
 
 
 def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: datetime) -> None:
@@ -93,34 +113,40 @@ def _apply_attributes(conn: sa.Connection, changes: dict[int, Changes], now: dat
     touched = [cid for cid, ch in changes.items() if ch.columns or ch.traits]
     if not touched:
         return
-    query = sa.select(customers.c.id, customers.c.traits).where(customers.c.id.in_(touched))
+    query = sa.select(customers.c.id, customers.c.traits).where(
+        among(conn, customers.c.id, touched)
+    )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     current = dict(conn.execute(query.order_by(customers.c.id)).all())
-    c = customers.c
-    stmt = (
-        customers.update()
-        .where(c.id == sa.bindparam("cid"))
-        .values(
-            {
-                col: sa.func.coalesce(sa.bindparam(f"v_{col}", type_=c[col].type), c[col])
-                for col in PROFILE_COLUMNS
-            }
-            | {
-                "traits": sa.bindparam("v_traits", type_=c.traits.type),
-                "updated_at": sa.bindparam("v_now", type_=c.updated_at.type),
-            }
-        )
-    )
+    sqlite = is_sqlite(conn)
     rows = []
     for cid in touched:
         ch = changes[cid]
-        row: dict[str, Any] = {f"v_{col}": ch.columns.get(col) for col in PROFILE_COLUMNS}
-        row["v_traits"] = {**(current.get(cid) or {}), **ch.traits}
-        row["v_now"] = now
-        row["cid"] = cid
-        rows.append(row)
-    conn.execute(stmt, rows)
+        values = [ch.columns.get(col) for col in PROFILE_COLUMNS]
+        birthday = values[_BIRTHDAY]
+        if sqlite and isinstance(birthday, date):
+            values[_BIRTHDAY] = birthday.isoformat()
+        traits = json_text({**(current.get(cid) or {}), **ch.traits})
+        rows.append((cid, *values, traits, db_time(conn, now)))
+    update_rows(
+        conn,
+        "customers",
+        "id",
+        [
+            *(
+                (col, _PROFILE_TYPES.get(col, "text"), "coalesce({new}, {old})")
+                for col in PROFILE_COLUMNS
+            ),
+            ("traits", "jsonb", "{new}"),
+            ("updated_at", "timestamptz", "{new}"),
+        ],
+        rows,
+    )
+
+
+_BIRTHDAY = PROFILE_COLUMNS.index("birthday")
+_PROFILE_TYPES = {"birthday": "date"}
 
 
 def recompute_orders(conn: sa.Connection, ids: list[int], now: datetime) -> None:
@@ -138,7 +164,7 @@ def recompute_orders(conn: sa.Connection, ids: list[int], now: datetime) -> None
                 sa.func.min(o.occurred_at).label("first"),
                 sa.func.max(o.occurred_at).label("last"),
             )
-            .where(o.customer_id.in_(ids), o.status.in_(COUNTED_ORDER_STATUSES))
+            .where(among(conn, o.customer_id, ids), counted_order())
             .group_by(o.customer_id)
         )
     }
@@ -146,25 +172,26 @@ def recompute_orders(conn: sa.Connection, ids: list[int], now: datetime) -> None
     for cid in ids:
         row = rows.get(cid)
         params.append(
-            {
-                "cid": cid,
-                "n": row.n if row else 0,
-                "rev": float(row.revenue or 0) if row else 0.0,
-                "first": row.first if row else None,
-                "last": row.last if row else None,
-                "now": now,
-            }
+            (
+                cid,
+                row.n if row else 0,
+                float(row.revenue or 0) if row else 0.0,
+                db_time(conn, row.first) if row else None,
+                db_time(conn, row.last) if row else None,
+                db_time(conn, now),
+            )
         )
-    conn.execute(
-        customers.update()
-        .where(customers.c.id == sa.bindparam("cid"))
-        .values(
-            orders_count=sa.bindparam("n"),
-            revenue=sa.bindparam("rev"),
-            first_order_at=sa.bindparam("first", type_=customers.c.first_order_at.type),
-            last_order_at=sa.bindparam("last", type_=customers.c.last_order_at.type),
-            updated_at=sa.bindparam("now"),
-        ),
+    update_rows(
+        conn,
+        "customers",
+        "id",
+        [
+            ("orders_count", "int", "{new}"),
+            ("revenue", "float8", "{new}"),
+            ("first_order_at", "timestamptz", "{new}"),
+            ("last_order_at", "timestamptz", "{new}"),
+            ("updated_at", "timestamptz", "{new}"),
+        ],
         params,
     )
     refresh_order_history(conn, ids)
@@ -195,7 +222,7 @@ def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
         # One writer per customer at a time: the history is read, then written by difference.
         conn.execute(
             sa.select(customers.c.id)
-            .where(customers.c.id.in_(wanted))
+            .where(among(conn, customers.c.id, wanted))
             .order_by(customers.c.id)
             .with_for_update()
         ).all()
@@ -204,7 +231,7 @@ def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
     last: tuple[int, date, int] | None = None  # customer, day, number of the order before
     for pk, cid, at, net in conn.execute(
         sa.select(o.id, o.customer_id, o.occurred_at, o.total - o.refunded)
-        .where(o.customer_id.in_(wanted), counted_order())
+        .where(among(conn, o.customer_id, wanted), counted_order())
         .order_by(o.customer_id, o.occurred_at, o.id)
     ):
         day = at.astimezone(UTC).date()
@@ -221,12 +248,12 @@ def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
     elsewhere = (
         sa.select(*columns)
         .select_from(order_sequence.join(orders, o.id == s.order_pk))
-        .where(o.customer_id.in_(wanted), counted_order(), s.customer_id != o.customer_id)
+        .where(among(conn, o.customer_id, wanted), counted_order(), s.customer_id != o.customer_id)
     )
     old: dict[int, Place] = {
         pk: (cid, day, prev, nth, net)
         for pk, cid, day, prev, nth, net in conn.execute(
-            sa.union_all(sa.select(*columns).where(s.customer_id.in_(wanted)), elsewhere)
+            sa.union_all(sa.select(*columns).where(among(conn, s.customer_id, wanted)), elsewhere)
         )
     }
     by_gap: Counter[tuple[date, date]] = Counter()
@@ -259,6 +286,7 @@ def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
             for pk in sorted(changed)
             for cid, day, prev, nth, net in (new[pk],)
         ],
+        array_types=("bigint", "bigint", "date", "date", "int", "bigint"),
     )
     # Keys in order, so two writers bumping the same counters cannot deadlock.
     run_many(
@@ -271,12 +299,14 @@ def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
             for (day, prev), n in sorted(by_gap.items())
             if n or gap_revenue[(day, prev)]
         ],
+        array_types=("date", "date", "bigint", "bigint"),
     )
     run_many(
         conn,
         "INSERT INTO order_nth_days (nth, day, orders) VALUES (%s, %s, %s) "
         "ON CONFLICT (nth, day) DO UPDATE SET orders = order_nth_days.orders + excluded.orders",
         [(nth, d(day), n) for (nth, day), n in sorted(by_nth.items()) if n],
+        array_types=("int", "date", "bigint"),
     )
 
 
@@ -291,4 +321,5 @@ def bump_counters(conn: sa.Connection, counts: Counter[tuple[int, str, date]]) -
             (cid, name, day.isoformat() if is_sqlite(conn) else day, n)
             for (cid, name, day), n in sorted(counts.items())
         ],
+        array_types=("bigint", "text", "date", "int"),
     )

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from rapport.store.fast import db_time, run_many
 from rapport.store.tables import customers, identities
 
 IDENTITY_KINDS = ("user_id", "anonymous_id", "email", "phone")
@@ -46,8 +47,15 @@ def create_customers(conn: sa.Connection, n: int, now: datetime) -> list[int]:
 
 
 def attach_identities(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
-    if rows:
-        conn.execute(identities.insert(), rows)
+    run_many(
+        conn,
+        "INSERT INTO identities (customer_id, kind, value, created_at) VALUES (%s, %s, %s, %s)",
+        [
+            (r["customer_id"], r["kind"], r["value"], db_time(conn, r["created_at"]))  # type: ignore[arg-type]
+            for r in rows
+        ],
+        array_types=("bigint", "text", "text", "timestamptz"),
+    )
 
 
 def attach_identity(

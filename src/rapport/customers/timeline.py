@@ -8,17 +8,18 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from rapport.store.fast import db_time, is_sqlite, run_many
+from rapport.store.fast import among, db_time, is_sqlite, run_many
 from rapport.store.tables import events
 
 
 def existing_message_ids(conn: sa.Connection, message_ids: list[str]) -> set[str]:
     found: set[str] = set()
-    for start in range(0, len(message_ids), 500):
-        chunk = message_ids[start : start + 500]
+    step = 500 if is_sqlite(conn) else len(message_ids) or 1  # SQLite's bound-variable limit
+    for start in range(0, len(message_ids), step):
+        chunk = message_ids[start : start + step]
         found.update(
             conn.execute(
-                sa.select(events.c.message_id).where(events.c.message_id.in_(chunk))
+                sa.select(events.c.message_id).where(among(conn, events.c.message_id, chunk))
             ).scalars()
         )
     return found

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.store.fast import among, db_time, run_many, update_rows
 from rapport.store.tables import cart_items, carts
 
 CartKey = tuple[int, str]
@@ -35,14 +36,14 @@ class CartBook:
             return
         cids = sorted({cid for cid, _ in keys})
         by_pk: dict[int, CartState] = {}
-        for row in conn.execute(sa.select(carts).where(carts.c.customer_id.in_(cids))):
+        for row in conn.execute(sa.select(carts).where(among(conn, carts.c.customer_id, cids))):
             key = (row.customer_id, row.cart_id)
             if key in keys:
                 state = CartState(row.id, row.status, row.created_at)
                 self.carts[key] = by_pk[row.id] = state
         if by_pk:
             for item in conn.execute(
-                sa.select(cart_items).where(cart_items.c.cart_pk.in_(sorted(by_pk)))
+                sa.select(cart_items).where(among(conn, cart_items.c.cart_pk, sorted(by_pk)))
             ):
                 by_pk[item.cart_pk].items[item.product_id] = [item.quantity, item.price]
 
@@ -110,31 +111,34 @@ class CartBook:
             )
             for (_, state), pk in zip(new, result.scalars(), strict=True):
                 state.pk = int(pk)
-        old = [s for _, s in changed if s not in [n for _, n in new]]
+        now = db_time(self.conn, self.now)
+        born = {id(s) for _, s in new}
+        old = [s for _, s in changed if id(s) not in born]
         if old:
-            self.conn.execute(
-                carts.update()
-                .where(carts.c.id == sa.bindparam("pk"))
-                .values(
-                    status=sa.bindparam("st"),
-                    created_at=sa.bindparam("ca", type_=carts.c.created_at.type),
-                    updated_at=sa.bindparam("ua", type_=carts.c.updated_at.type),
-                ),
-                [{"pk": s.pk, "st": s.status, "ca": s.created_at, "ua": self.now} for s in old],
+            update_rows(
+                self.conn,
+                "carts",
+                "id",
+                [
+                    ("status", "text", "{new}"),
+                    ("created_at", "timestamptz", "{new}"),
+                    ("updated_at", "timestamptz", "{new}"),
+                ],
+                [(s.pk, s.status, db_time(self.conn, s.created_at), now) for s in old],
             )
             self.conn.execute(
-                cart_items.delete().where(cart_items.c.cart_pk.in_([s.pk for s in old]))
+                cart_items.delete().where(
+                    among(self.conn, cart_items.c.cart_pk, [s.pk for s in old])
+                )
             )
-        rows = [
-            {
-                "cart_pk": s.pk,
-                "product_id": pid,
-                "quantity": qty,
-                "price": price,
-                "updated_at": self.now,
-            }
-            for _, s in changed
-            for pid, (qty, price) in sorted(s.items.items())
-        ]
-        if rows:
-            self.conn.execute(cart_items.insert(), rows)
+        run_many(
+            self.conn,
+            "INSERT INTO cart_items (cart_pk, product_id, quantity, price, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [
+                (s.pk, pid, qty, price, now)
+                for _, s in changed
+                for pid, (qty, price) in sorted(s.items.items())
+            ],
+            array_types=("bigint", "text", "int", "float8", "timestamptz"),
+        )

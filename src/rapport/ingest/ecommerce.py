@@ -17,7 +17,8 @@ from rapport.errors import Problem
 from rapport.ingest.carts import CartBook
 from rapport.ingest.incoming import Incoming
 from rapport.store.engine import upsert
-from rapport.store.tables import order_lines, orders, product_views
+from rapport.store.fast import among, db_time, run_many
+from rapport.store.tables import order_lines, orders
 
 PRODUCT_EVENTS = {"Product Viewed", "Product Added", "Product Removed", "Product Clicked"}
 CART_EVENTS = {"Cart Viewed", "Checkout Started"}
@@ -203,36 +204,21 @@ def _products_of(msg: Incoming) -> list[dict[str, Any]]:
 
 
 def _record_views(conn: sa.Connection, views: dict[tuple[int, str], list[Any]]) -> None:
-    if not views:
-        return
-    stmt = upsert(conn, product_views)
-    pv = product_views.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["customer_id", "product_id"],
-        set_={
-            "views": pv.views + stmt.excluded.views,
-            "first_viewed_at": sa.case(
-                (stmt.excluded.first_viewed_at < pv.first_viewed_at, stmt.excluded.first_viewed_at),
-                else_=pv.first_viewed_at,
-            ),
-            "last_viewed_at": sa.case(
-                (stmt.excluded.last_viewed_at > pv.last_viewed_at, stmt.excluded.last_viewed_at),
-                else_=pv.last_viewed_at,
-            ),
-        },
-    )
-    conn.execute(
-        stmt,
+    run_many(
+        conn,
+        "INSERT INTO product_views (customer_id, product_id, views, first_viewed_at, "
+        "last_viewed_at) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (customer_id, product_id) DO UPDATE SET "
+        "views = product_views.views + excluded.views, "
+        "first_viewed_at = CASE WHEN excluded.first_viewed_at < product_views.first_viewed_at "
+        "THEN excluded.first_viewed_at ELSE product_views.first_viewed_at END, "
+        "last_viewed_at = CASE WHEN excluded.last_viewed_at > product_views.last_viewed_at "
+        "THEN excluded.last_viewed_at ELSE product_views.last_viewed_at END",
         [
-            {
-                "customer_id": cid,
-                "product_id": pid,
-                "views": n,
-                "first_viewed_at": a,
-                "last_viewed_at": b,
-            }
+            (cid, pid, n, db_time(conn, a), db_time(conn, b))
             for (cid, pid), (n, a, b) in sorted(views.items())
         ],
+        array_types=("bigint", "text", "int", "timestamptz", "timestamptz"),
     )
 
 
@@ -338,7 +324,7 @@ class _Orders:
             if with_lines:
                 self.conn.execute(
                     order_lines.delete().where(
-                        order_lines.c.order_pk.in_([pk for pk, _ in with_lines])
+                        among(self.conn, order_lines.c.order_pk, [pk for pk, _ in with_lines])
                     )
                 )
                 self.conn.execute(

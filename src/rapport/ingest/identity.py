@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from rapport.customers.merge import merge_customers
 from rapport.customers.profile import attach_identities, create_customers
 from rapport.ingest.messages import Incoming
+from rapport.store.fast import among, is_sqlite
 from rapport.store.tables import identities
 
 Key = tuple[str, str]
@@ -44,15 +45,21 @@ class _Resolver:
         """One query: who owns each identifier, and the user id of each owner."""
         wanted = set(keys)
         values = sorted({v for _, v in wanted})
+        kinds = sorted({k for k, _ in wanted})
         ident, user = identities, _USER_IDS
-        for start in range(0, len(values), 500):
+        step = 500 if is_sqlite(self.conn) else len(values) or 1  # SQLite's variable limit
+        for start in range(0, len(values), step):
             query = (
                 sa.select(ident.c.kind, ident.c.value, ident.c.customer_id, user.c.value)
                 .outerjoin(
                     user,
                     sa.and_(user.c.customer_id == ident.c.customer_id, user.c.kind == "user_id"),
                 )
-                .where(ident.c.value.in_(values[start : start + 500]))
+                # Both columns of the unique index, so it is searched, not scanned.
+                .where(
+                    among(self.conn, ident.c.kind, kinds),
+                    among(self.conn, ident.c.value, values[start : start + step]),
+                )
             )
             for kind, value, cid, user_id in self.conn.execute(query):
                 if (kind, value) in wanted:

@@ -20,6 +20,7 @@ from rapport.loyalty.ledger import Event
 from rapport.loyalty.offers import release_coupons
 from rapport.loyalty.programme import load
 from rapport.loyalty.tiers import retier
+from rapport.store.fast import among
 from rapport.store.tables import loyalty_ledger, orders
 
 _WATCHED = ORDER_EVENTS | {SIGNED_UP, PRODUCT_REVIEWED}
@@ -60,7 +61,7 @@ def on_events(
                     events += on_review(conn, programme, cid, product, now)
     if order_ids and (programme.enabled or programme.tiers):
         owners = conn.execute(
-            sa.select(orders.c.customer_id).where(orders.c.order_id.in_(sorted(order_ids)))
+            sa.select(orders.c.customer_id).where(among(conn, orders.c.order_id, sorted(order_ids)))
         ).scalars()
         events += retier(conn, programme, now, [int(c) for c in owners])
     return events
@@ -72,7 +73,7 @@ def _with_points(conn: sa.Connection, order_ids: set[str]) -> set[str]:
     return set(
         conn.execute(
             sa.select(loyalty_ledger.c.order_id)
-            .where(loyalty_ledger.c.order_id.in_(sorted(order_ids)))
+            .where(among(conn, loyalty_ledger.c.order_id, sorted(order_ids)))
             .distinct()
         ).scalars()
     )

@@ -16,7 +16,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 
-def _json_dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """A JSON column's text, as the store writes it (keys need not be strings)."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
@@ -30,7 +31,7 @@ def normalise_url(url: str) -> str:
 
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     url = normalise_url(url)
-    options: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    options: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         options["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:

@@ -1,0 +1,139 @@
+"""The hand-written hot-path statements: the same rows and answers on both stores.
+
+PostgreSQL gets one statement over arrays where SQLite gets executemany, and an
+``= ANY(array)`` where SQLite gets ``IN``; these tests hold the two forms to the same
+result, including text that could break an array literal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from rapport.store.fast import among, array_literal, db_time, run_many, update_rows
+from rapport.store.tables import customers, event_counters, identities
+
+NASTY = ['a"b', "c\\d", "{x}", "NULL", "", " spaced ", "é,ü;", "it's", '\\"', "tab\there"]
+T = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+
+
+def _customers(conn: sa.Connection, n: int) -> list[int]:
+    ids = []
+    for _ in range(n):
+        ids.append(
+            conn.execute(
+                customers.insert()
+                .values(created_at=T, updated_at=T, traits={})
+                .returning(customers.c.id)
+            ).scalar_one()
+        )
+    return ids
+
+
+def test_run_many_stores_every_row_and_text_intact(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        cid = _customers(conn, 1)[0]
+        run_many(
+            conn,
+            "INSERT INTO identities (customer_id, kind, value, created_at) VALUES (%s, %s, %s, %s)",
+            [(cid, "email", value, db_time(conn, T)) for value in NASTY],
+            array_types=("bigint", "text", "text", "timestamptz"),
+        )
+        stored = conn.execute(sa.select(identities.c.value, identities.c.created_at)).all()
+    assert sorted(v for v, _ in stored) == sorted(NASTY)
+    assert {at for _, at in stored} == {T}
+
+
+def test_run_many_upsert_adds_to_existing_counts(engine: sa.Engine) -> None:
+    sql = (
+        "INSERT INTO event_counters (customer_id, name, day, count) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (customer_id, name, day) "
+        "DO UPDATE SET count = event_counters.count + excluded.count"
+    )
+    with engine.begin() as conn:
+        a, b = _customers(conn, 2)
+
+        def day(d: date) -> object:
+            return d.isoformat() if conn.dialect.name == "sqlite" else d
+
+        types = ("bigint", "text", "date", "int")
+        d1, d2 = date(2026, 3, 1), date(2026, 3, 2)
+        run_many(conn, sql, [(a, "X", day(d1), 2), (b, "X", day(d1), 1)], array_types=types)
+        run_many(conn, sql, [(a, "X", day(d1), 3), (a, "X", day(d2), 1)], array_types=types)
+        rows = conn.execute(
+            sa.select(event_counters.c.customer_id, event_counters.c.day, event_counters.c.count)
+        ).all()
+    assert sorted(rows) == sorted([(a, d1, 5), (b, d1, 1), (a, d2, 1)])
+
+
+def test_run_many_refuses_a_statement_it_cannot_unnest(_engines: dict[str, sa.Engine]) -> None:
+    """Only PostgreSQL rewrites the statement (SQLite runs it as written)."""
+    with (
+        _engines["postgres"].begin() as conn,
+        pytest.raises(ValueError, match="expected VALUES with 2 placeholders"),
+    ):
+        run_many(conn, "DELETE FROM identities WHERE id = %s", [(1,)], array_types=("a", "b"))
+
+
+def test_among_matches_in_for_any_number_of_values(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        ids = _customers(conn, 5)
+        for wanted in ([], [ids[0]], ids[1:4], [*ids, 10**9]):
+            found = conn.execute(
+                sa.select(customers.c.id).where(among(conn, customers.c.id, wanted))
+            ).scalars()
+            assert sorted(found) == sorted(i for i in wanted if i in ids)
+
+
+def test_among_finds_text_keys_with_quotes_and_backslashes(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        cid = _customers(conn, 1)[0]
+        conn.execute(
+            identities.insert(),
+            [{"customer_id": cid, "kind": "email", "value": v, "created_at": T} for v in NASTY],
+        )
+        found = conn.execute(
+            sa.select(identities.c.value).where(among(conn, identities.c.value, NASTY[:5]))
+        ).scalars()
+        assert sorted(found) == sorted(NASTY[:5])
+
+
+def test_update_rows_sets_and_keeps_columns(engine: sa.Engine) -> None:
+    later = T + timedelta(days=1)
+    with engine.begin() as conn:
+        a, b, c = _customers(conn, 3)
+        conn.execute(customers.update().where(customers.c.id == b).values(city="Omsk"))
+        update_rows(
+            conn,
+            "customers",
+            "id",
+            [
+                ("city", "text", "coalesce({new}, {old})"),
+                ("first_name", "text", "{new}"),
+                ("updated_at", "timestamptz", "{new}"),
+            ],
+            [
+                (a, "Kazan", 'Ann "A"', db_time(conn, later)),
+                (b, None, "Bob\\", db_time(conn, later)),
+            ],
+        )
+        rows = {
+            r.id: (r.city, r.first_name, r.updated_at) for r in conn.execute(sa.select(customers))
+        }
+    assert rows[a] == ("Kazan", 'Ann "A"', later)
+    assert rows[b] == ("Omsk", "Bob\\", later)  # None keeps what was there
+    assert rows[c] == (None, None, T)  # not in the rows: untouched
+
+
+def test_array_literal_forms() -> None:
+    assert array_literal([1, 2, 3]) == "{1,2,3}"
+    assert array_literal([]) == "{}"
+    assert array_literal([1, None, True]) == "{1,NULL,t}"
+    assert array_literal(['a"b', "c\\d"]) == '{"a\\"b","c\\\\d"}'
+    assert array_literal([date(2026, 1, 2), T]) == '{"2026-01-02","2026-03-01T12:30:00+00:00"}'
+    with pytest.raises(ValueError, match="without a time zone"):
+        array_literal([datetime(2026, 1, 1)])
+    with pytest.raises(TypeError, match="no array form for dict"):
+        array_literal([{"a": 1}])
