@@ -67,7 +67,10 @@ identities = sa.Table(
     "identities",
     metadata,
     sa.Column("id", BigID, primary_key=True, autoincrement=True),
-    sa.Column("customer_id", BigID, sa.ForeignKey("customers.id"), nullable=False, index=True),
+    # No foreign key (migration 0015): every ingest batch writes these rows, the pipeline
+    # writes the customer in the same transaction, and on PostgreSQL the check cost a fifth
+    # of the database's work per event.
+    sa.Column("customer_id", BigID, nullable=False, index=True),
     # user_id | anonymous_id | email | phone
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("value", sa.String(320), nullable=False),
@@ -202,7 +205,8 @@ carts = sa.Table(
 cart_items = sa.Table(
     "cart_items",
     metadata,
-    sa.Column("cart_pk", BigID, sa.ForeignKey("carts.id"), primary_key=True),
+    # No foreign key (migration 0015), as for identities.
+    sa.Column("cart_pk", BigID, primary_key=True),
     sa.Column("product_id", sa.String(200), primary_key=True),
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.Column("price", sa.Float),
