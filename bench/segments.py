@@ -16,6 +16,8 @@ for 20 typical segments (bench/segment_cases.py):
     through the management API until ``Segment Entered`` shows; p50/p99.
 
 Prints tables with the targets next to the results and writes bench/results/segments.json.
+``bench/segments_ab.py`` runs (b) as an interleaved A/B (CPU per event, an older revision of
+the segments package as a third variant, the real-time step replayed alone).
 
     python bench/segments.py                   # full run (~25 min, most of it building the store)
     python bench/segments.py --quick           # 50,000 customers

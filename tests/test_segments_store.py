@@ -150,3 +150,51 @@ def test_counting_and_paging(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         assert count(conn, rule, T0) == 5
         assert member_ids(conn, rule, T0, limit=2, offset=1) == ids[1:3]
+
+
+def test_snapshots_read_in_chunks_are_the_same(engine: sa.Engine, monkeypatch: Any) -> None:
+    """Customers split over several statements (lists and arrays cut short here) give the
+    same snapshots, with the store's values in the evaluator's types."""
+    from rapport.segments import reads
+
+    with writing(engine) as conn:
+        ids = [add_customer(conn, city="Kazan") for _ in range(5)]
+        seg = add_segment(conn, "static")
+        for i, cid in enumerate(ids):
+            add_events(
+                conn,
+                cid,
+                [
+                    ("Product Viewed", T0 - timedelta(days=i), {"category": "shoes", "n": i}),
+                    ("Signed In", T0 - timedelta(days=40 * i), {}),
+                ],
+            )
+            if i % 2 == 0:
+                set_consent(conn, cid, "email", "subscribed")
+                add_member(conn, seg, cid)
+    rule = parse_rule(
+        {
+            "all": [
+                {"event": "Signed In", "within_last": 30},
+                {"event": "Product Viewed", "where": [{"property": "category", "op": "exists"}]},
+                {"any": [{"consent": "email"}, {"segment": seg}]},
+            ]
+        }
+    )
+    with engine.connect() as conn:
+        whole = load_snapshots(conn, ids, rule, T0)
+        monkeypatch.setattr(reads, "CHUNK", 2)
+        monkeypatch.setattr(reads, "ARRAY_CHUNK", 2)
+        cut = load_snapshots(conn, ids, rule, T0)
+    assert whole == cut
+    first = whole[ids[0]]
+    assert first.counters == {"Signed In": {T0.date(): 1}}  # a date, not the stored text
+    assert first.events["Product Viewed"] == [(T0, {"category": "shoes", "n": 0})]
+    assert first.events["Product Viewed"][0][0].utcoffset() == timedelta(0)
+    assert first.consents == {"email": "subscribed"}
+    assert first.segments == frozenset({seg})
+    assert whole[ids[1]].consents == {}
+    assert whole[ids[1]].segments == frozenset()
+    # Signed In 40 days ago is outside the rule's widest window: not read at all.
+    assert "Signed In" not in whole[ids[1]].counters
+    assert both(engine, rule) == {ids[0]}

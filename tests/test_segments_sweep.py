@@ -410,3 +410,49 @@ def test_a_reader_follows_the_moves_of_what_it_reads(engine: sa.Engine) -> None:
     assert moving not in _members(engine, reader) and moving in _members(engine, quiet)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(customers)).scalar() == 2
+
+
+def test_a_large_back_fill_refreshes_the_planner_statistics(
+    engine: sa.Engine, monkeypatch: Any
+) -> None:
+    """Past ``ANALYZE_AFTER`` moves, PostgreSQL's statistics of ``segment_members`` count
+    the rows just written (the real-time reads plan by them); entries and exits are
+    written alike on both stores."""
+    from rapport.segments import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "ANALYZE_AFTER", 3)
+    with writing(engine) as conn:
+        ids = [add_customer(conn, last_seen_at=T0 - timedelta(days=d)) for d in (1, 5, 6, 7)]
+        quiet = _segment(
+            conn, "quiet", {"computed": "last_seen_at", "op": "more_than_days_ago", "value": 3}
+        )
+    _start(engine, T0)
+    assert _members(engine, quiet) == set(ids[1:])
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            estimate = conn.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'segment_members'"
+            ).scalar_one()
+            live = conn.execute(
+                sa.select(sa.func.count()).select_from(segment_members)
+            ).scalar_one()
+        assert estimate == live == 3
+    with writing(engine) as conn:  # two leave at once: one statement on PostgreSQL
+        conn.execute(
+            customers.update()
+            .where(customers.c.id.in_(ids[1:3]))
+            .values(last_seen_at=T0 - timedelta(hours=1))
+        )
+        index = SegmentIndex(ttl=0).current(conn)
+        run_sweep(conn, index, T0 + timedelta(minutes=1), [quiet])
+    assert _members(engine, quiet) == {ids[3]}
+    with engine.connect() as conn:
+        closed = conn.execute(
+            sa.select(segment_members.c.customer_id, segment_members.c.until).where(
+                segment_members.c.until.is_not(None)
+            )
+        ).all()
+    assert sorted(closed) == [
+        (ids[1], T0 + timedelta(minutes=1)),
+        (ids[2], T0 + timedelta(minutes=1)),
+    ]

@@ -23,11 +23,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.segments.context import Snapshot
+from rapport.segments.context import Context, Snapshot
 from rapport.segments.definitions import Segment, all_segments
 from rapport.segments.dependencies import Dependencies, dependencies
 from rapport.segments.evaluator import load_snapshots, matches
+from rapport.segments.reads import Driver
 from rapport.segments.rules import All, Rule
+from rapport.store.fast import among, columns_of
 from rapport.store.tables import segment_members
 
 ENTERED = "Segment Entered"
@@ -66,6 +68,7 @@ class SegmentIndex:
     """The rule segments with what each reads, in evaluation order; reloaded when changed.
 
     The API calls ``invalidate`` after a change; other processes pick it up within ``ttl``.
+    A reload parses only the rules whose version changed: the rest are kept as they were.
     """
 
     def __init__(self, ttl: float = 2.0) -> None:
@@ -75,6 +78,10 @@ class SegmentIndex:
         self.items: list[Indexed] = []
         self.by_id: dict[int, Indexed] = {}
         self.dependents: dict[int, list[int]] = {}
+        # What a set of segments reads together (the real-time step's bulk load), by the
+        # set; valid until the next reload.
+        self._reads: dict[frozenset[int], Dependencies] = {}
+        self._readers = Readers()
 
     def invalidate(self) -> None:
         self._loaded = -1.0
@@ -88,9 +95,15 @@ class SegmentIndex:
     def _load(self, conn: sa.Connection) -> None:
         items = []
         for seg in all_segments(conn, kind="rules"):
+            known = self.by_id.get(seg.id)
+            if known is not None and known.segment == seg:
+                items.append(known)
+                continue
             rule = seg.rule()
             items.append(Indexed(seg, rule, dependencies(rule)))
         self.items = _topological(items)
+        self._reads = {}
+        self._readers = Readers.of(self.items)
         self.by_id = {i.segment.id: i for i in self.items}
         self.dependents = {}
         for item in self.items:
@@ -98,23 +111,71 @@ class SegmentIndex:
                 self.dependents.setdefault(upstream, []).append(item.segment.id)
         self._loaded = time.monotonic()
 
+    def reads(self, segment_ids: frozenset[int]) -> tuple[Rule, Dependencies]:
+        """One rule that reads what all of ``segment_ids`` read, and its dependencies."""
+        combined = All(tuple(i.rule for i in self.items if i.segment.id in segment_ids))
+        deps = self._reads.get(segment_ids)
+        if deps is None:
+            deps = self._reads[segment_ids] = dependencies(combined)
+        return combined, deps
+
     def time_dependent(self) -> list[Indexed]:
         return [i for i in self.items if i.deps.time_dependent]
 
     def affected(self, touched: Touched) -> set[int]:
-        found = set()
-        for item in self.items:
-            d = item.deps
-            if (
-                (touched.events and (d.every_event or d.events & touched.events))
-                or d.customer_fields & touched.fields
-                or (touched.traits and "traits" in d.customer_fields)
-                or d.consent_channels & touched.consents
-                or d.segments & touched.segments
-                or (touched.loyalty and d.loyalty)
-            ):
-                found.add(item.segment.id)
+        """The segments whose rule reads something ``touched`` names."""
+        r = self._readers
+        found: set[int] = set()
+        if touched.events:
+            found |= r.every_event
+            for name in touched.events:
+                found |= r.events.get(name, _NONE)
+        for name in touched.fields:
+            found |= r.fields.get(name, _NONE)
+        if touched.traits:
+            found |= r.fields.get("traits", _NONE)
+        for channel in touched.consents:
+            found |= r.consents.get(channel, _NONE)
+        for sid in touched.segments:
+            found |= r.segments.get(sid, _NONE)
+        if touched.loyalty:
+            found |= r.loyalty
         return found
+
+
+_NONE: frozenset[int] = frozenset()
+
+
+@dataclass
+class Readers:
+    """Which segments read each thing a batch can touch: ``affected`` runs for every
+    customer of every batch, so it looks its answer up rather than testing each rule."""
+
+    every_event: set[int] = field(default_factory=set)
+    events: dict[str, set[int]] = field(default_factory=dict)
+    fields: dict[str, set[int]] = field(default_factory=dict)
+    consents: dict[str, set[int]] = field(default_factory=dict)
+    segments: dict[int, set[int]] = field(default_factory=dict)
+    loyalty: set[int] = field(default_factory=set)
+
+    @staticmethod
+    def of(items: list[Indexed]) -> Readers:
+        r = Readers()
+        for item in items:
+            sid, d = item.segment.id, item.deps
+            if d.every_event:
+                r.every_event.add(sid)
+            if d.loyalty:
+                r.loyalty.add(sid)
+            for name in d.events:
+                r.events.setdefault(name, set()).add(sid)
+            for name in d.customer_fields:
+                r.fields.setdefault(name, set()).add(sid)
+            for channel in d.consent_channels:
+                r.consents.setdefault(channel, set()).add(sid)
+            for upstream in d.segments:
+                r.segments.setdefault(upstream, set()).add(sid)
+        return r
 
 
 def _topological(items: list[Indexed]) -> list[Indexed]:
@@ -150,11 +211,29 @@ def current_members(
             (int(s), int(c))
             for s, c in conn.execute(
                 sa.select(sm.segment_id, sm.customer_id).where(
-                    sm.customer_id.in_(chunk), sm.segment_id.in_(sids), sm.until.is_(None)
+                    among(conn, sm.customer_id, chunk), sm.segment_id.in_(sids), sm.until.is_(None)
                 )
             )
         )
     return found
+
+
+# Entering and leaving as one statement each on PostgreSQL (the pairs as two arrays), so a
+# batch's moves, or a back-fill's hundred thousand, cost one round trip and one plan.
+_ENTER_PG = (
+    "INSERT INTO segment_members (segment_id, customer_id, since) "
+    "SELECT s, c, %s FROM unnest(%s::bigint[], %s::bigint[]) AS moved(s, c)"
+)
+_LEAVE_PG = (
+    "UPDATE segment_members AS m SET until = %s "
+    "FROM unnest(%s::bigint[], %s::bigint[]) AS moved(s, c) "
+    "WHERE m.segment_id = moved.s AND m.customer_id = moved.c AND m.until IS NULL"
+)
+_ENTER = "INSERT INTO segment_members (segment_id, customer_id, since) VALUES (%s, %s, %s)"
+_LEAVE = (
+    "UPDATE segment_members SET until = %s "
+    "WHERE segment_id = %s AND customer_id = %s AND until IS NULL"
+)
 
 
 def write_moves(
@@ -163,23 +242,17 @@ def write_moves(
     left: list[tuple[int, int]],
     now: datetime,
 ) -> None:
-    if entered:
-        conn.execute(
-            segment_members.insert(),
-            [{"segment_id": s, "customer_id": c, "since": now} for s, c in entered],
-        )
-    if left:
-        sm = segment_members.c
-        conn.execute(
-            segment_members.update()
-            .where(
-                sm.segment_id == sa.bindparam("s"),
-                sm.customer_id == sa.bindparam("c"),
-                sm.until.is_(None),
-            )
-            .values(until=sa.bindparam("now", type_=sm.until.type)),
-            [{"s": s, "c": c, "now": now} for s, c in left],
-        )
+    db = Driver(conn)
+    at = db.moment(now)
+    for pairs, set_based, per_row in ((entered, _ENTER_PG, _ENTER), (left, _LEAVE_PG, _LEAVE)):
+        if not pairs:
+            continue
+        if db.postgres:
+            db.run(set_based, [at, *columns_of(pairs)])
+        elif per_row is _ENTER:
+            db.run_many(per_row, [(s, c, at) for s, c in pairs])
+        else:
+            db.run_many(per_row, [(at, s, c) for s, c in pairs])
 
 
 def transitions_of(
@@ -213,10 +286,11 @@ def refresh(
                 frontier.append(dep)
     items = [i for i in index.items if i.segment.id in reach]
     customers = sorted({c for cids in pending.values() for c in cids})
-    combined = All(tuple(i.rule for i in items))
+    combined, deps = index.reads(frozenset(reach))
     snapshots: dict[int, Snapshot] = load_snapshots(
-        conn, customers, combined, now, all_memberships=True
+        conn, customers, combined, now, all_memberships=True, deps=deps
     )
+    ctx = Context.at(now)
     current = {
         (sid, cid) for cid, snap in snapshots.items() for sid in snap.segments if sid in reach
     }
@@ -226,7 +300,7 @@ def refresh(
         sid = item.segment.id
         for cid in sorted(pending.get(sid, ())):
             snap = snapshots.get(cid)
-            now_in = snap is not None and matches(item.rule, snap, now)
+            now_in = snap is not None and matches(item.rule, snap, ctx)
             was_in = (sid, cid) in current
             if now_in == was_in:
                 continue

@@ -37,6 +37,9 @@ SWEEP_FULL_EVERY = timedelta(days=1)
 MOVED_LIMIT = 5000
 # Up to this many candidates are re-checked by id; more, by joining the crossing in SQL.
 CANDIDATES_BY_ID = 2000
+# A sweep that moved at least this many memberships refreshes the planner's statistics of
+# ``segment_members`` (PostgreSQL), see ``_analyze``.
+ANALYZE_AFTER = 10_000
 
 
 @dataclass
@@ -173,12 +176,27 @@ def run_sweep(
             "full": full_at.isoformat(),
             "version": item.segment.version,
         }
+    if len(entered) + len(left) >= ANALYZE_AFTER:
+        _analyze(conn)
     kept = {k: v for k, v in state.items() if int(k) in index.by_id}
     if outcome.visited:
         write_setting(conn, SWEEP_STATE, kept, now)
     if not backfill:
         outcome.transitions = transitions_of(index, entered, left)
     return outcome
+
+
+def _analyze(conn: sa.Connection) -> None:
+    """Statistics of ``segment_members`` after a large change (a new segment's back-fill).
+
+    The real-time step reads a batch's memberships by customer. With statistics taken
+    while the table was nearly empty, PostgreSQL estimates "until IS NULL" at a few dozen
+    rows and scans all current memberships through the partial unique index, filtering by
+    customer: 6 ms instead of 0.1 ms a batch on 10,000 customers, growing with the store,
+    until autovacuum gets to the table. SQLite's planner takes the customer index anyway.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE segment_members")
 
 
 def _time(text: str) -> datetime:

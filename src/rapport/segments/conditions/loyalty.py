@@ -20,7 +20,7 @@ with a lot whose expiry entered the window or passed between two sweeps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,7 @@ from rapport.segments.context import Context, Snapshot
 from rapport.segments.crossing import NEVER
 from rapport.segments.dependencies import Collector, Dependencies
 from rapport.segments.problems import Bad
+from rapport.store.fast import among
 from rapport.store.tables import customers, loyalty_accounts, loyalty_lots
 
 # Each account field: its kind (``ops``), the operators a rule may use, the value of a
@@ -181,7 +182,7 @@ class LoyaltyCondition(Condition):
 
 def load_loyalty(
     conn: sa.Connection,
-    chunk: list[int],
+    chunk: Sequence[int],
     found: Mapping[int, Snapshot],
     deps: Dependencies,
     now: datetime,
@@ -193,7 +194,7 @@ def load_loyalty(
     acc = loyalty_accounts.c
     for cid, balance, pending, tier in conn.execute(
         sa.select(acc.customer_id, acc.balance, acc.pending, acc.tier).where(
-            acc.customer_id.in_(chunk)
+            among(conn, acc.customer_id, chunk)
         )
     ):
         if cid in found:
@@ -203,7 +204,7 @@ def load_loyalty(
     lots = loyalty_lots.c
     for cid, expires_at, remaining in conn.execute(
         sa.select(lots.customer_id, lots.expires_at, lots.remaining).where(
-            lots.customer_id.in_(chunk),
+            among(conn, lots.customer_id, chunk),
             lots.status == "active",
             lots.remaining > 0,
             lots.expires_at > now,
