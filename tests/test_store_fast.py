@@ -137,3 +137,35 @@ def test_array_literal_forms() -> None:
         array_literal([datetime(2026, 1, 1)])
     with pytest.raises(TypeError, match="no array form for dict"):
         array_literal([{"a": 1}])
+
+
+def test_events_keep_tabs_backslashes_and_line_breaks(engine: sa.Engine) -> None:
+    """Events go in through COPY's text format on PostgreSQL: text that could end a field
+    or a row comes back exactly, in names, ids and JSON alike."""
+    from rapport.customers.timeline import store_events
+    from rapport.store.tables import events
+
+    rows = [
+        {
+            "customer_id": 7,
+            "message_id": f"m{i}\t{text}",
+            "type": "track",
+            "name": f"Ev\\{text}\r\n",
+            "properties": {"v": text, "k\t\\": [text, None, 1.5]},
+            "context": {"page": {"title": text}},
+            "occurred_at": T + timedelta(seconds=i),
+            "received_at": T,
+            "source": "api",
+        }
+        for i, text in enumerate([*NASTY, "line\nbreak", "back\\slash\\\\n", "\\N", "\x7f"])
+    ]
+    with engine.begin() as conn:
+        store_events(conn, rows)
+        stored = conn.execute(sa.select(events).order_by(events.c.occurred_at)).all()
+    assert [
+        (r.message_id, r.name, r.properties, r.context, r.occurred_at, r.received_at)
+        for r in stored
+    ] == [
+        (r["message_id"], r["name"], r["properties"], r["context"], r["occurred_at"], T)
+        for r in rows
+    ]

@@ -68,20 +68,45 @@ def store_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY events ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row(
-                (
-                    r["customer_id"],
-                    r["message_id"],
-                    r["type"],
-                    r["name"],
-                    dumps(r["properties"]),
-                    dumps(r["context"]),
-                    r["occurred_at"],
-                    r["received_at"],
-                    r["source"],
-                )
-            )
+        copy.write(_copy_text(rows))
+
+
+def _copy_text(rows: list[dict[str, Any]]) -> str:
+    """The rows in COPY's text format, written here in one piece: the driver's row writer
+    adapted every field on its own and cost twice as much per event."""
+    stamps: dict[int, str] = {}  # by object: an aware datetime's own hash is slow to compute
+
+    def moment(value: datetime) -> str:
+        text = stamps.get(id(value))
+        if text is None:
+            text = stamps[id(value)] = value.isoformat()
+        return text
+
+    return "".join(
+        f"{int(r['customer_id'])}\t{_field(r['message_id'])}\t{_field(r['type'])}\t"
+        f"{_field(r['name'])}\t{_json_field(r['properties'])}\t{_json_field(r['context'])}\t"
+        f"{moment(r['occurred_at'])}\t{moment(r['received_at'])}\t{_field(r['source'])}\n"
+        for r in rows
+    )
+
+
+def _field(value: str) -> str:
+    """A text field of COPY's text format: backslash, tab and line breaks escaped."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value
+
+
+def _json_field(value: Any) -> str:
+    """JSON text never holds a raw tab or line break (they are escaped inside strings), so
+    only its backslashes need doubling."""
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def timeline(

@@ -80,19 +80,29 @@ def array_literal(values: Iterable[Any]) -> str:
     or the array early.
     """
     values = list(values)
-    if all(type(v) is int for v in values):
-        return "{" + ",".join(map(str, values)) + "}"
-    seen: dict[datetime, str] = {}  # a batch repeats its timestamps: format each once
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    if kinds <= {int}:
+        return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+    if kinds == {str}:
+        return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
+    seen: dict[int, str] = {}  # a batch repeats its timestamps: format each object once
     parts = []
     for v in values:
         if type(v) is datetime:
-            text = seen.get(v)
+            text = seen.get(id(v))
             if text is None:
-                text = seen[v] = _element(v)
+                text = seen[id(v)] = _element(v)
         else:
             text = _element(v)
         parts.append(text)
     return "{" + ",".join(parts) + "}"
+
+
+def _quoted(text: str) -> str:
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text + '"'
 
 
 def _element(v: Any) -> str:
@@ -112,7 +122,7 @@ def _element(v: Any) -> str:
         text = v
     else:
         raise TypeError(f"no array form for {type(v).__name__}: {v!r}")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _quoted(text)
 
 
 _VALUES = re.compile(r"VALUES\s*\(\s*%s(?:\s*,\s*%s)*\s*\)")
