@@ -169,3 +169,17 @@ def test_events_keep_tabs_backslashes_and_line_breaks(engine: sa.Engine) -> None
         (r["message_id"], r["name"], r["properties"], r["context"], r["occurred_at"], T)
         for r in rows
     ]
+
+
+def test_key_test_and_fetch_find_the_same_rows_on_both_stores(engine: sa.Engine) -> None:
+    from rapport.store.fast import fetch, key_test
+
+    with engine.begin() as conn:
+        cid = _customers(conn, 1)[0]
+        conn.execute(
+            identities.insert(),
+            [{"customer_id": cid, "kind": "email", "value": v, "created_at": T} for v in NASTY],
+        )
+        test, params = key_test(conn, "value", [*NASTY[3:7], "absent"], "text")
+        rows = fetch(conn, f"SELECT value, customer_id FROM identities WHERE {test}", params)
+    assert sorted(rows) == sorted((v, cid) for v in NASTY[3:7])

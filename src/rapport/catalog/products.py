@@ -84,6 +84,19 @@ def upsert_products(
         }
         for p in items
     ]
+    statements = _UPSERTS.setdefault(conn.dialect.name, {})
+    stmt = statements.get(replace)
+    if stmt is None:
+        stmt = statements[replace] = _product_upsert(conn, replace)
+    conn.execute(stmt, rows)
+
+
+# Built once per dialect and mode: building the statement (a coalesce per field) cost more
+# than running it for the few products a batch of events carries.
+_UPSERTS: dict[str, dict[bool, Any]] = {}
+
+
+def _product_upsert(conn: sa.Connection, replace: bool) -> Any:
     stmt = upsert(conn, products)
     if replace:
         set_: dict[str, Any] = {f: getattr(stmt.excluded, f) for f in PRODUCT_FIELDS}
@@ -94,7 +107,7 @@ def upsert_products(
             for f in PRODUCT_FIELDS
         }
     set_["updated_at"] = stmt.excluded.updated_at
-    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=set_), rows)
+    return stmt.on_conflict_do_update(index_elements=["id"], set_=set_)
 
 
 def upsert_categories(conn: sa.Connection, items: list[dict[str, Any]]) -> None:

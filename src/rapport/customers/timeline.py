@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from rapport.store.fast import among, db_time, is_sqlite, run_many
+from rapport.store.fast import db_time, fetch, is_sqlite, key_test, run_many
 from rapport.store.tables import events
 
 
@@ -16,11 +16,9 @@ def existing_message_ids(conn: sa.Connection, message_ids: list[str]) -> set[str
     found: set[str] = set()
     step = 500 if is_sqlite(conn) else len(message_ids) or 1  # SQLite's bound-variable limit
     for start in range(0, len(message_ids), step):
-        chunk = message_ids[start : start + step]
+        test, params = key_test(conn, "message_id", message_ids[start : start + step], "text")
         found.update(
-            conn.execute(
-                sa.select(events.c.message_id).where(among(conn, events.c.message_id, chunk))
-            ).scalars()
+            r[0] for r in fetch(conn, f"SELECT message_id FROM events WHERE {test}", params)
         )
     return found
 

@@ -23,12 +23,9 @@ import sqlalchemy as sa
 from rapport.customers.merge import merge_customers
 from rapport.customers.profile import attach_identities, create_customers
 from rapport.ingest.messages import Incoming
-from rapport.store.fast import among, is_sqlite
-from rapport.store.tables import identities
+from rapport.store.fast import fetch, is_sqlite, key_test
 
 Key = tuple[str, str]
-# Built once: a new alias per call would defeat SQLAlchemy's statement cache.
-_USER_IDS = identities.alias("user_ids")
 
 
 class _Resolver:
@@ -46,22 +43,21 @@ class _Resolver:
         wanted = set(keys)
         values = sorted({v for _, v in wanted})
         kinds = sorted({k for k, _ in wanted})
-        ident, user = identities, _USER_IDS
         step = 500 if is_sqlite(self.conn) else len(values) or 1  # SQLite's variable limit
         for start in range(0, len(values), step):
-            query = (
-                sa.select(ident.c.kind, ident.c.value, ident.c.customer_id, user.c.value)
-                .outerjoin(
-                    user,
-                    sa.and_(user.c.customer_id == ident.c.customer_id, user.c.kind == "user_id"),
-                )
-                # Both columns of the unique index, so it is searched, not scanned.
-                .where(
-                    among(self.conn, ident.c.kind, kinds),
-                    among(self.conn, ident.c.value, values[start : start + step]),
-                )
+            # Both columns of the unique index, so it is searched, not scanned.
+            kind_test, kind_params = key_test(self.conn, "i.kind", kinds, "text")
+            value_test, value_params = key_test(
+                self.conn, "i.value", values[start : start + step], "text"
             )
-            for kind, value, cid, user_id in self.conn.execute(query):
+            rows = fetch(
+                self.conn,
+                "SELECT i.kind, i.value, i.customer_id, u.value FROM identities AS i "
+                "LEFT JOIN identities AS u ON u.customer_id = i.customer_id "
+                f"AND u.kind = 'user_id' WHERE {kind_test} AND {value_test}",
+                [*kind_params, *value_params],
+            )
+            for kind, value, cid, user_id in rows:
                 if (kind, value) in wanted:
                     self.owner[(kind, value)] = cid
                     if self.user_of.get(cid) is None:

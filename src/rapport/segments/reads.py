@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from rapport.store.fast import array_literal
+from rapport.store.fast import fetch, key_test
 
 # Customers per statement: on SQLite an ``IN`` list (a longer one gains nothing); on
 # PostgreSQL one array, so a real-time batch is always one statement.
@@ -45,14 +45,10 @@ class Driver:
 
     def ids_sql(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
         """The test ``column`` in ``ids`` and its parameters."""
-        if self.postgres:
-            return f"{column} = ANY(%s::bigint[])", [array_literal(ids)]
-        return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+        return key_test(self.conn, column, ids, "bigint")
 
     def rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        if not self.postgres:
-            sql = sql.replace("%s", "?")
-        return list(self.conn.exec_driver_sql(sql, tuple(params)).fetchall())
+        return fetch(self.conn, sql, params)
 
     def run_many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:

@@ -183,3 +183,21 @@ def update_rows(
         f"WHERE t.{key} = v.{key}",
         columns_of(rows),
     )
+
+
+def key_test(
+    conn: sa.Connection, column: str, values: Sequence[Any], pg_type: str
+) -> tuple[str, list[Any]]:
+    """The SQL test ``column`` in ``values`` and its parameters, for a hand-written
+    statement: ``= ANY(%s::type[])`` on PostgreSQL (one text whatever the count), ``IN``
+    on SQLite (keep it under SQLite's limit of bound variables: 500 a chunk is safe)."""
+    if is_sqlite(conn):
+        return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+    return f"{column} = ANY(%s::{pg_type}[])", [array_literal(values)]
+
+
+def fetch(conn: sa.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of a hand-written query (``%s`` placeholders), as driver tuples."""
+    if is_sqlite(conn):
+        sql = sql.replace("%s", "?")
+    return list(conn.exec_driver_sql(sql, tuple(params)).fetchall())
