@@ -199,6 +199,8 @@ def test_run_batches_ends_as_ticks_one_by_one_would(engine: sa.Engine) -> None:
         report = dispatcher.run_batches(max_batches=4)
         # Four batches, each up to five e-mails and five of the fallback SMS.
         assert 20 <= report.claimed <= 40 and len(email.outbox) < len(keys[0::3])
+        # Every batch's sent rows, once each.
+        assert len(set(report.sent_ids)) == len(report.sent_ids) == report.sent > 0
         while dispatcher.run_batches(max_batches=4).claimed:
             pass
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,9 +84,12 @@ def test_smtp_backend_to_catcher_lands_in_a_maildir_that_outlives_it(maildir: Pa
     )
     assert got[0]["Delivered-To"] == "anna1@example.com"
     assert got[0]["Return-Path"] == "<news@shop.example>"
-    # A new catcher on the same directory (a restart) adds to what is there.
+    # A new catcher on the same directory (a restart) adds to what is there, and counts
+    # only its own.
     with MailCatcher(maildir) as again:
         assert send(again.port, [message(3)]) == ["sent"]
+        assert again.received == 1
+    assert again.received == 1  # still known after it stopped
     items, total = list_mail(maildir)
     assert total == 3
     assert items[0].subject == "Подборка №3"  # newest first
@@ -98,6 +102,16 @@ def test_catcher_takes_a_given_port(maildir: Path) -> None:
     with MailCatcher(maildir, port=port) as second:
         assert second.port == port
         assert send(port, [message(1)]) == ["sent"]
+
+
+def test_a_catcher_on_a_taken_port_says_so(maildir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"mail catcher on 127.0.0.1:{port}: .*") as err:
+            MailCatcher(maildir, port=port).start()
+    assert "did not start in time" not in str(err.value)
 
 
 def test_mail_pages_list_and_show_a_message_escaped(client: TestClient, maildir: Path) -> None:

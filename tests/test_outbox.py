@@ -214,6 +214,8 @@ def test_dead_and_skipped_fall_back_too(engine: sa.Engine, clock: SimulatedClock
     assert row(engine, "b")["status"] == "skipped"
     assert row(engine, "b")["last_error"] == "unsubscribed from email"
     assert report.skipped == 1 and report.sent == 1
+    # Only the row that became sent is reported by id (the fallback SMS), not the skipped one.
+    assert report.sent_ids == [row(engine, "a:fallback:sms")["id"]]
     dispatcher.run_once()
     assert [m.to for m in sms.outbox] == ["+79990001122"]
     assert [m.to for m in telegram.outbox] == ["chat-9"]
@@ -295,6 +297,7 @@ def test_messages_without_a_customer_send_without_events(
     events = put(engine, clock.now(), QueuedMessage("hook:1", "webhook", "http://x.test/h", "{}"))
     report = Dispatcher(engine, {"webhook": hook}, clock=clock).run_once()
     assert events == [] and report.sent == 1 and report.events == []
+    assert report.sent_ids == [row(engine, "hook:1")["id"]]  # by id, with or without a card
 
 
 def test_channels_without_a_backend_wait(engine: sa.Engine, clock: SimulatedClock) -> None:

@@ -306,3 +306,44 @@ steps:
     sms = rows["run:1:step:hi:fallback:sms"]
     assert (sms.status, sms.channel, sms.recipient) == ("queued", "sms", "+79161234567")
     assert sms.body_text == "Привет по sms"
+
+
+WELCOME = """
+name: welcome
+trigger: {event: Signed Up}
+entry: {mode: once}
+exit_on: [{event: Unsubscribed}]
+goal: {event: Order Completed, within_days: 7}
+steps:
+  - {id: hello, send: {template: cart}}
+"""
+
+
+def _statuses(engine: sa.Engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(sa.select(scenario_runs.c.customer_id, scenario_runs.c.status)).all()
+        )
+
+
+def test_a_finished_run_converts_on_its_versions_goal_within_its_window(
+    engine: sa.Engine,
+) -> None:
+    early, late, other = _setup(engine, 3)
+    sid = _scenario(engine, WELCOME)
+    eng = _engine(engine)
+    for cid in (early, late, other):
+        _react(engine, eng, T0, Observed(cid, "Signed Up", {}))
+    assert set(_statuses(engine).values()) == {"done"}  # sent, and the scenario ended
+    # The current version allows one day; the runs started on version 1, which allows 7.
+    with writing(engine) as conn:
+        update_scenario(conn, sid, WELCOME.replace("within_days: 7", "within_days: 1"), T0)
+    day3 = T0 + timedelta(days=3)
+    # Another watched event (an exit rule's) changes nothing in a finished run.
+    assert _react(engine, eng, day3, Observed(early, "Unsubscribed", {})) == []
+    assert _statuses(engine)[early] == "done"
+    events = _react(engine, eng, day3, Observed(early, "Order Completed", {}))
+    assert [(e[0], e[1]) for e in events] == [(early, "Scenario Converted")]
+    # Past version 1's window: no conversion; and a buyer converts only their own run.
+    _react(engine, eng, T0 + timedelta(days=8), Observed(late, "Order Completed", {}))
+    assert _statuses(engine) == {early: "converted", late: "done", other: "done"}

@@ -27,7 +27,7 @@ demo_app = typer.Typer(
 app.add_typer(demo_app, name="demo")
 
 # Defaults that fit the time budget (docs/demo.md, "Timings").
-CUSTOMERS, MONTHS, DAYS = 1000, 2, 90
+CUSTOMERS, MONTHS, DAYS = 1000, 12, 90
 
 DemoCustomers = Annotated[int, typer.Option("--customers", min=1, help="customers to generate")]
 DemoMonths = Annotated[

@@ -18,10 +18,18 @@ never changes once delivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
+import itertools
+import json
 import mailbox
 import os
-import threading
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -34,14 +42,35 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+# Deliveries in this process: what keeps its file names apart within a microsecond.
+_DELIVERIES = itertools.count(1)
+_START_SECONDS = 30.0  # for the catcher's process to import, bind and say which port
+
 
 class _Store:
-    """The aiosmtpd handler: every message goes into the Maildir, with its envelope."""
+    """The aiosmtpd handler: every message goes into the Maildir, with its envelope.
+
+    A message is written into ``tmp/`` and renamed into ``new/`` (the Maildir delivery
+    protocol, so a reader never sees half a file), without ``mailbox.Maildir.add``'s
+    fsync: that made every message wait for the disk before the SMTP reply, which was
+    most of what an e-mail cost the demo. A caught message survives the processes
+    stopping; only a crash of the machine itself can lose the last ones, which for a
+    catcher of test mail is no loss."""
 
     def __init__(self, directory: Path) -> None:
-        self.maildir = mailbox.Maildir(directory, create=True)
-        self.lock = threading.Lock()
-        self.received = 0
+        mailbox.Maildir(directory, create=True)  # tmp/, new/ and cur/
+        self.directory = Path(directory)
+        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+
+    def add(self, data: bytes) -> str:
+        """Deliver one message; its Maildir key (unique: time, process, a counter)."""
+        now = time.time()
+        key = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_DELIVERIES)}.{self._host}"
+        tmp = self.directory / "tmp" / key
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, self.directory / "new" / key)
+        return key
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         # What a delivering MTA prepends: the envelope sender and recipients, which the
@@ -49,9 +78,7 @@ class _Store:
         stamp = f"Return-Path: <{envelope.mail_from or ''}>\r\n"
         stamp += "".join(f"Delivered-To: {rcpt}\r\n" for rcpt in envelope.rcpt_tos)
         data = stamp.encode("utf-8", "surrogateescape") + (envelope.original_content or b"")
-        with self.lock:
-            key = self.maildir.add(data)
-            self.received += 1
+        key = self.add(data)
         return f"250 2.0.0 Ok: stored as {key}"
 
 
@@ -65,51 +92,117 @@ class _Controller(Controller):
         super()._trigger_server()
 
 
-class MailCatcher:
-    """An SMTP server in a background thread that stores what it receives in ``directory``.
-
-    ``port`` 0 takes a free port; :attr:`port` says which once started. Use as a context
-    manager, or ``start()``/``stop()``.
-    """
-
-    def __init__(self, directory: str | Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.directory = Path(directory)
-        self.host = host
-        self._store = _Store(self.directory)
-        self._controller = _Controller(
-            self._store,
+def _serve() -> None:
+    """The catcher's process (``python -c``, arguments: directory, host, port): says
+    ``port N`` (or ``error …``) on stdout, then serves until its stdin ends, which is
+    the parent saying stop, or the parent gone. Ctrl+C is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    directory, host, port = sys.argv[-3], sys.argv[-2], int(sys.argv[-1])
+    try:
+        controller = _Controller(
+            _Store(Path(directory)),
             hostname=host,
             port=port,
             decode_data=False,
             # Any sender's test message, however large, is accepted: it is a catcher.
             data_size_limit=None,
         )
-        self._running = False
+        controller.start()
+    except Exception as exc:  # a taken port, an unwritable directory: the parent says so
+        print(f"error {type(exc).__name__}: {exc}".replace("\n", " "), flush=True)
+        return
+    print(f"port {controller.port}", flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        controller.stop()
+
+
+# The catcher's process imports the modules of the parent's path (a source checkout, a
+# benchmark's own entry), not only those installed.
+_CHILD = (
+    "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
+    "from rapport.demo.mailcatcher import _serve; _serve()"
+)
+
+
+class MailCatcher:
+    """An SMTP server in a process of its own that stores what it receives in ``directory``.
+
+    ``port`` 0 takes a free port; :attr:`port` says which once started. Use as a context
+    manager, or ``start()``/``stop()``.
+
+    Its own process, not a thread of the sender's: on a thread, every message's SMTP
+    dialogue and file took turns with the sender on one interpreter lock, and the demo's
+    dispatcher (the sender) waited for it; a process answers on another core.
+    """
+
+    def __init__(self, directory: str | Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.directory = Path(directory)
+        self.host = host
+        mailbox.Maildir(self.directory, create=True)  # there at once, like the catcher's files
+        self._port = port
+        self._process: subprocess.Popen[str] | None = None
+        self._pid: int | None = None  # the last process's, for ``received`` after a stop
 
     @property
     def port(self) -> int:
-        return int(self._controller.port)
+        return self._port
 
     @property
     def received(self) -> int:
-        """Messages stored since this catcher started."""
-        return self._store.received
+        """Messages this catcher stored (its files carry its process id)."""
+        if self._pid is None:
+            return 0
+        mark = f"P{self._pid}Q"
+        return sum(mark in name for _, name, _ in _files(self.directory))
 
     def start(self) -> MailCatcher:
-        self._controller.start()
-        self._running = True
+        paths = json.dumps([p for p in sys.path if p])
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, paths, str(self.directory), self.host, str(self._port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        answer = "error it did not start in time"
+        ready = select.select([process.stdout], [], [], _START_SECONDS)[0]
+        if ready:
+            answer = process.stdout.readline().strip() or (
+                f"error its process ended (exit code {process.wait(5)})"
+            )
+        if not answer.startswith("port "):
+            _end(process)
+            raise RuntimeError(f"the mail catcher on {self.host}:{self._port}: {answer[6:]}")
+        self._port = int(answer.split()[1])
+        self._process, self._pid = process, process.pid
         return self
 
     def stop(self) -> None:
-        if self._running:
-            self._controller.stop()
-            self._running = False
+        process, self._process = self._process, None
+        if process is not None:
+            _end(process)
 
     def __enter__(self) -> MailCatcher:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    """Close the catcher's stdin (its signal to stop) and wait for it; kill it if it hangs."""
+    with contextlib.suppress(OSError):  # it ended already
+        if process.stdin is not None:
+            process.stdin.close()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 # -- reading what was caught -----------------------------------------------------------

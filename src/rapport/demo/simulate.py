@@ -146,15 +146,15 @@ class Simulation:
             worker.run_campaigns(self.pipeline, self.staged.links)
             self._drain_scenarios(now)
         with self._timed("dispatch"):
-            sent = 0
+            sent: list[int] = []
             while self._outbox_due(now):
                 report = self.dispatcher.run_once()
-                sent += report.sent
+                sent += report.sent_ids
                 if not report.claimed:
                     break
         with self._timed("inbox"):
             if sent:
-                self.responder.read(now)
+                self.responder.read(now, sent)
         with self._timed("sweeps"):
             worker.sweep_segments(self.pipeline, now)
         if last // 24 > hour // 24 and (last // 24) % self.config.refresh_days == 0:

@@ -143,6 +143,9 @@ class DispatchReport:
     skipped: int = 0
     lost: int = 0  # leases that expired and were taken over before we finished
     events: list[Event] = field(default_factory=list)
+    # Outbox ids of the rows that became ``sent``, in the order they were recorded: what
+    # a reader of the sent mail looks up by primary key instead of scanning for it.
+    sent_ids: list[int] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -410,6 +413,7 @@ class Dispatcher:
             if status == "sent":
                 change.update(b_provider_id=outcome.provider_id, b_sent_at=now)
                 report.sent += 1
+                report.sent_ids.append(int(row.id))
                 events += event_for(row, SENT, provider_id=outcome.provider_id)
             elif status == "rejected":
                 report.rejected += 1
@@ -476,6 +480,7 @@ def _add(total: DispatchReport, one: DispatchReport) -> None:
     for name in ("claimed", "sent", "retrying", "dead", "rejected", "skipped", "lost"):
         setattr(total, name, getattr(total, name) + getattr(one, name))
     total.events += one.events
+    total.sent_ids += one.sent_ids
 
 
 def _retryable(exc: sa.exc.DBAPIError) -> bool:

@@ -168,7 +168,21 @@ class Engine:
             if live.scenario.definition.goal is not None
         ]
         if goal_ids:
-            runs += recently_done(conn, customers, goal_ids, now - timedelta(days=365))
+            seen: dict[int, set[str]] = {}
+            for o in watched:
+                seen.setdefault(o.customer_id, set()).add(o.name)
+
+            def may_convert(scenario_id: int, version: int, customer: int, at: datetime) -> bool:
+                """A finished run can only convert: on its version's goal event, within
+                its window. Only such runs are loaded whole (their context parsed)."""
+                goal = self.index.version(conn, scenario_id, version).definition.goal
+                return (
+                    goal is not None
+                    and goal.event in seen.get(customer, ())
+                    and now - at <= timedelta(days=goal.within_days)
+                )
+
+            runs += recently_done(conn, customers, goal_ids, now - timedelta(days=365), may_convert)
         changed: list[Run] = []
         for run in runs:
             scenario = self.index.version(conn, run.scenario_id, run.version)
