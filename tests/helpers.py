@@ -40,3 +40,22 @@ def event_rows(engine: sa.Engine, **where: Any) -> list[Any]:
         query = query.where(events.c[key] == value)
     with engine.connect() as conn:
         return list(conn.execute(query).all())
+
+
+def assert_no_orphans(engine: sa.Engine) -> None:
+    """Every identity has its customer and every cart item its cart: the store keeps no
+    foreign key on these two (migration 0015), so merges and erasure must."""
+    from rapport.store.tables import cart_items, carts, identities
+
+    with engine.connect() as conn:
+        lost_identities = conn.execute(
+            sa.select(identities.c.id).where(
+                ~sa.exists().where(customers.c.id == identities.c.customer_id)
+            )
+        ).all()
+        lost_items = conn.execute(
+            sa.select(cart_items.c.cart_pk, cart_items.c.product_id).where(
+                ~sa.exists().where(carts.c.id == cart_items.c.cart_pk)
+            )
+        ).all()
+    assert lost_identities == [] and lost_items == []

@@ -38,6 +38,7 @@ from rapport.store.tables import (
     orders,
 )
 from tests.conftest import T0
+from tests.helpers import assert_no_orphans
 from tests.postgres_server import create_database, server_url
 
 DAY = timedelta(days=1)
@@ -275,6 +276,7 @@ def test_the_roll_ups_give_the_statements_figures(engine: sa.Engine) -> None:
     shop.third_phase()
     assert assert_same(engine, rng, 40) >= 25
     assert_rebuild_agrees(engine)
+    assert_no_orphans(engine)
     # What the shop went through, so the comparisons above covered it.
     with engine.connect() as conn:
         merges = conn.execute(sa.select(customer_merges.c.details)).scalars().all()

@@ -24,7 +24,7 @@ from rapport.store.tables import (
     product_views,
 )
 from tests.conftest import basic, bearer
-from tests.helpers import count, live_customers
+from tests.helpers import assert_no_orphans, count, live_customers
 
 
 class Api:
@@ -545,6 +545,7 @@ def test_delete_erases_personal_data_and_keeps_aggregates(api: Api, engine: sa.E
 
     result = api.call("DELETE", f"/api/customers/{cid}")
     assert sorted(result["erased"]) == sorted([cid, *merged_from])
+    assert_no_orphans(engine)
 
     for params in (
         {"user_id": "u1"},

@@ -20,7 +20,7 @@ from rapport.store.tables import (
     product_views,
 )
 from tests.conftest import basic, bearer
-from tests.helpers import event_rows, live_customers
+from tests.helpers import assert_no_orphans, event_rows, live_customers
 
 
 class Sender:
@@ -207,6 +207,7 @@ def test_email_match_merges_everything(api: Sender, engine: sa.Engine) -> None:
 
     [card] = live_customers(engine)
     assert card.id == b.id  # the profile with a user id survives
+    assert_no_orphans(engine)
     assert _identities(engine, card.id) == {
         ("anonymous_id", "anon-a"),
         ("user_id", "u1"),
