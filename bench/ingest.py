@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.postgres_server import create_database, server_url  # noqa: E402
 
+from bench.cpu import cpu_seconds, database_processes  # noqa: E402
 from bench.workload import Workload  # noqa: E402
 from rapport.access.keys import create_key  # noqa: E402
 from rapport.store.engine import create_engine  # noqa: E402
@@ -258,33 +259,6 @@ def _raw_postgres(url: str, rows: list[tuple[Any, ...]], chunk: int) -> float:
                     copy.write_row(row)
             conn.commit()
         return len(rows) / (time.perf_counter() - start)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (Linux /proc; 0 where unreadable)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
-
-
-def database_processes(database: str) -> list[int]:
-    """The PostgreSQL server processes serving ``database`` (its backends name it)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                title = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith("postgres:") and f" {database} " in title:
-                pids.append(int(entry.name))
-    return pids
 
 
 def _analyze(url: str) -> None:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.postgres_server import create_database, server_url  # noqa: E402
 
-from bench.ingest import cpu_seconds, database_processes  # noqa: E402
+from bench.cpu import cpu_seconds, database_processes  # noqa: E402
 from bench.workload import Workload  # noqa: E402
 from rapport.ingest.messages import parse_batch  # noqa: E402
 from rapport.pipeline import Pipeline  # noqa: E402

@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import rapport.pipeline as pipeline_module  # noqa: E402
+from bench.cpu import cpu_seconds  # noqa: E402
 from bench.segment_fixture import now_hour  # noqa: E402
 from bench.segments import define_segments, load, stores  # noqa: E402
 from bench.workload import Workload  # noqa: E402
@@ -70,7 +71,6 @@ from rapport.store.engine import create_engine  # noqa: E402
 
 console = Console(width=max(120, Console().width))
 BATCH = 100
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------ variants
@@ -130,15 +130,7 @@ class ServerCpu:
             self.pids.add(int(dbapi_conn.info.backend_pid))
 
     def seconds(self) -> float:
-        total = 0
-        for pid in list(self.pids):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                self.pids.discard(pid)  # the connection was closed: its CPU is lost
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / TICK
+        return cpu_seconds(sorted(self.pids))  # a closed connection's CPU is lost
 
 
 # ------------------------------------------------------------------------------ the run

@@ -27,9 +27,8 @@ from rapport.segments.context import Context, Snapshot
 from rapport.segments.definitions import Segment, all_segments
 from rapport.segments.dependencies import Dependencies, dependencies
 from rapport.segments.evaluator import load_snapshots, matches
-from rapport.segments.reads import Driver
 from rapport.segments.rules import All, Rule
-from rapport.store.fast import among, columns_of
+from rapport.store.fast import among, columns_of, db_time, execute, is_sqlite, run_many
 from rapport.store.tables import segment_members
 
 ENTERED = "Segment Entered"
@@ -218,18 +217,14 @@ def current_members(
     return found
 
 
-# Entering and leaving as one statement each on PostgreSQL (the pairs as two arrays), so a
+# Entering and leaving as one statement each on PostgreSQL (the pairs as arrays), so a
 # batch's moves, or a back-fill's hundred thousand, cost one round trip and one plan.
-_ENTER_PG = (
-    "INSERT INTO segment_members (segment_id, customer_id, since) "
-    "SELECT s, c, %s FROM unnest(%s::bigint[], %s::bigint[]) AS moved(s, c)"
-)
+_ENTER = "INSERT INTO segment_members (segment_id, customer_id, since) VALUES (%s, %s, %s)"
 _LEAVE_PG = (
     "UPDATE segment_members AS m SET until = %s "
     "FROM unnest(%s::bigint[], %s::bigint[]) AS moved(s, c) "
     "WHERE m.segment_id = moved.s AND m.customer_id = moved.c AND m.until IS NULL"
 )
-_ENTER = "INSERT INTO segment_members (segment_id, customer_id, since) VALUES (%s, %s, %s)"
 _LEAVE = (
     "UPDATE segment_members SET until = %s "
     "WHERE segment_id = %s AND customer_id = %s AND until IS NULL"
@@ -242,17 +237,19 @@ def write_moves(
     left: list[tuple[int, int]],
     now: datetime,
 ) -> None:
-    db = Driver(conn)
-    at = db.moment(now)
-    for pairs, set_based, per_row in ((entered, _ENTER_PG, _ENTER), (left, _LEAVE_PG, _LEAVE)):
-        if not pairs:
-            continue
-        if db.postgres:
-            db.run(set_based, [at, *columns_of(pairs)])
-        elif per_row is _ENTER:
-            db.run_many(per_row, [(s, c, at) for s, c in pairs])
-        else:
-            db.run_many(per_row, [(at, s, c) for s, c in pairs])
+    at = db_time(conn, now)
+    run_many(
+        conn,
+        _ENTER,
+        [(s, c, at) for s, c in entered],
+        array_types=("bigint", "bigint", "timestamptz"),
+    )
+    if not left:
+        return
+    if is_sqlite(conn):
+        run_many(conn, _LEAVE, [(at, s, c) for s, c in left])
+    else:
+        execute(conn, _LEAVE_PG, [at, *columns_of(left)])
 
 
 def transitions_of(

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from rapport.store.fast import fetch, key_test
+from rapport.store.fast import db_time, fetch, key_test
 
 # Customers per statement: on SQLite an ``IN`` list (a longer one gains nothing); on
 # PostgreSQL one array, so a real-time batch is always one statement.
@@ -50,22 +50,10 @@ class Driver:
     def rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         return fetch(self.conn, sql, params)
 
-    def run_many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if rows:
-            if not self.postgres:
-                sql = sql.replace("%s", "?")
-            self.conn.exec_driver_sql(sql, list(rows))
-
-    def run(self, sql: str, params: Sequence[Any]) -> None:
-        if not self.postgres:
-            sql = sql.replace("%s", "?")
-        self.conn.exec_driver_sql(sql, tuple(params))
-
     # Values as the store keeps them (what UTCDateTime and Date write), and back.
 
     def moment(self, value: datetime) -> Any:
-        value = value.astimezone(UTC)
-        return value if self.postgres else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return db_time(self.conn, value)
 
     def day(self, value: date) -> Any:
         return value if self.postgres else value.isoformat()

@@ -196,8 +196,13 @@ def key_test(
     return f"{column} = ANY(%s::{pg_type}[])", [array_literal(values)]
 
 
-def fetch(conn: sa.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    """The rows of a hand-written query (``%s`` placeholders), as driver tuples."""
+def execute(conn: sa.Connection, sql: str, params: Sequence[Any]) -> sa.CursorResult[Any]:
+    """Run a hand-written statement (``%s`` placeholders) once, on either store."""
     if is_sqlite(conn):
         sql = sql.replace("%s", "?")
-    return list(conn.exec_driver_sql(sql, tuple(params)).fetchall())
+    return conn.exec_driver_sql(sql, tuple(params))
+
+
+def fetch(conn: sa.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of a hand-written query (``%s`` placeholders), as driver tuples."""
+    return list(execute(conn, sql, params).fetchall())
