@@ -8,6 +8,11 @@ event rows written straight into the events table (executemany on SQLite, COPY o
 PostgreSQL), in transactions of the same size. Prints a table and writes
 bench/results/ingest.json.
 
+Each store runs in both ingest modes (``--modes``): ``direct`` answers a request once its
+events are applied; ``queued`` answers once the request is in the store's inbox, and a
+`rapport worker --ingest-only` process applies it. The events/s column is always the
+sustained rate, every event applied (queued: timed until the inbox is empty).
+
     python bench/ingest.py            # full run
     python bench/ingest.py --quick    # under a minute
 """
@@ -20,6 +25,7 @@ import base64
 import gc
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -27,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ from tests.postgres_server import create_database, server_url  # noqa: E402
 from bench.cpu import cpu_seconds, database_processes  # noqa: E402
 from bench.workload import Workload  # noqa: E402
 from rapport.access.keys import create_key  # noqa: E402
+from rapport.ingest.inbox import status as inbox_status  # noqa: E402
 from rapport.store.engine import create_engine  # noqa: E402
 from rapport.store.migrate import upgrade  # noqa: E402
 
@@ -57,11 +65,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+QUEUED_ENV = {"RAPPORT_INGEST_QUEUE": "true", "RAPPORT_INGEST_APPLY": "false"}
+
+
 class Server:
     """`rapport serve` in its own process, on one core when the machine has two."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, env: dict[str, str] | None = None) -> None:
         self.url = url
+        self.env = {**os.environ, **(env or {})}
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -79,7 +91,7 @@ class Server:
         if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
             cmd = ["taskset", "-c", "0", *cmd]
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log, env=self.env)
         base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -103,6 +115,46 @@ class Server:
             self.proc.wait(timeout=30)
         if exc_type is not None:
             console.print(f"[red]server log:[/red]\n{self.errors()}")
+
+
+class InboxWorker:
+    """`rapport worker --ingest-only`: applies the queued requests the server appended.
+    Not pinned: it shares the machine with the database and the load generator."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> InboxWorker:
+        cmd = [sys.executable, "-m", "rapport.cli", "worker", "--ingest-only"]
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [*cmd, "--database-url", self.url], stdout=subprocess.DEVNULL, stderr=self.log
+        )
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.proc:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=60)
+        if exc_type is not None:
+            self.log.seek(0)
+            console.print(f"[red]worker log:[/red]\n{self.log.read().decode()[-3000:]}")
+
+
+def _wait_applied(url: str, timeout: float = 600.0) -> float:
+    """Seconds until the inbox is empty, polled every 20 ms."""
+    engine = create_engine(url)
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < timeout:
+            with engine.connect() as conn:
+                if inbox_status(conn).pending_requests == 0:
+                    return time.perf_counter() - start
+            time.sleep(0.02)
+        raise RuntimeError("the inbox was not applied in time")
+    finally:
+        engine.dispose()
 
 
 class Connection:
@@ -268,7 +320,12 @@ def _analyze(url: str) -> None:
     engine.dispose()
 
 
-def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_backend(
+    name: str, url: str, raw_url: str, args: argparse.Namespace, mode: str
+) -> dict[str, Any]:
+    """One store in one ingest mode: ``direct`` answers once events are applied; ``queued``
+    answers once the request is in the inbox, and a worker process applies it."""
+    queued = mode == "queued"
     engine = create_engine(url)
     upgrade(engine)
     key = create_key(engine, "write", "bench", datetime.now(UTC)).key
@@ -284,25 +341,32 @@ def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> 
         orjson.dumps(workload.batch(1)[0] | {"type": "track", "event": "Latency Probe"})
         for _ in range(args.track_requests)
     ]
-    server = Server(url)
-    with server as base:
+    server = Server(url, QUEUED_ENV if queued else None)
+    with server as base, InboxWorker(url) if queued else nullcontext() as worker:
         # Warm up (connections, caches, the first customers), then refresh planner
         # statistics as autovacuum would in a running store: on a never-analysed table
         # PostgreSQL plans the messageId lookup as a sequential scan.
         asyncio.run(_throughput(base, key, bodies[:3], 1))
+        if queued:
+            _wait_applied(url)
         _analyze(url)
-        # CPU per event of the server process and of the database's own processes: what
-        # the throughput costs, which a busy machine disturbs far less than wall time.
+        # CPU per event of the server process, the applying worker and the database's own
+        # processes: what the throughput costs, which a busy machine disturbs far less
+        # than wall time.
         server_pid = server.proc.pid if server.proc else 0
+        worker_pid = worker.proc.pid if worker and worker.proc else 0
         database = url.rsplit("/", 1)[1]
         db_pids = database_processes(database) if name == "postgres" else []
-        cpu0 = cpu_seconds([server_pid]), cpu_seconds(db_pids)
-        elapsed = asyncio.run(_throughput(base, key, bodies[3:], args.clients))
+        cpu0 = cpu_seconds([server_pid]), cpu_seconds(db_pids), cpu_seconds([worker_pid])
+        acknowledged = asyncio.run(_throughput(base, key, bodies[3:], args.clients))
+        elapsed = acknowledged + (_wait_applied(url) if queued else 0.0)
         # Backends (and autovacuum workers) that started during the run count from zero.
         db_after = database_processes(database) if name == "postgres" else []
-        cpu1 = cpu_seconds([server_pid]), cpu_seconds(db_after)
+        cpu1 = cpu_seconds([server_pid]), cpu_seconds(db_after), cpu_seconds([worker_pid])
         events = (len(bodies) - 3) * args.batch_size
         latencies = asyncio.run(_latency(base, key, tracks, args.rate))
+        if queued:
+            _wait_applied(url)
     check = create_engine(url)
     with check.connect() as conn:
         stored = conn.exec_driver_sql(
@@ -316,18 +380,24 @@ def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> 
         else _raw_postgres(raw_url, rows, args.batch_size)
     )
     latencies.sort()
+
+    def per_event(before: float, after: float) -> float:
+        return round((after - before) / events * 1e6, 1)
+
     result = {
         "store": name,
+        "mode": mode,
         "events": events,
         "stored_total": stored,
         "seconds": round(elapsed, 3),
+        # Sustained: every event applied (for queued ingest, until the inbox is empty).
         "events_per_s": round(events / elapsed),
+        "acknowledged_per_s": round(events / acknowledged),
         "raw_rows_per_s": round(raw),
         "ratio_to_raw": round((events / elapsed) / raw, 3),
-        "server_cpu_us_per_event": round((cpu1[0] - cpu0[0]) / events * 1e6, 1),
-        "database_cpu_us_per_event": round((cpu1[1] - cpu0[1]) / events * 1e6, 1)
-        if db_pids
-        else None,
+        "server_cpu_us_per_event": per_event(cpu0[0], cpu1[0]),
+        "worker_cpu_us_per_event": per_event(cpu0[2], cpu1[2]) if queued else None,
+        "database_cpu_us_per_event": per_event(cpu0[1], cpu1[1]) if db_pids else None,
         "load_average": round(os.getloadavg()[0], 2),
         "track_requests": len(latencies),
         "track_rate_per_s": args.rate,
@@ -336,8 +406,33 @@ def run_backend(name: str, url: str, raw_url: str, args: argparse.Namespace) -> 
     }
     expected = len(bodies) * args.batch_size + len(tracks)
     if stored != expected:
-        raise RuntimeError(f"{name}: {stored} events stored, {expected} sent")
+        raise RuntimeError(f"{name} ({mode}): {stored} events stored, {expected} sent")
     return result
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value}"
+
+
+def _run_store(store: str, mode: str, tmp: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh store (and a fresh raw baseline store) for one store and mode."""
+    if store == "sqlite":
+        url, raw_url = f"sqlite:///{tmp}/{mode}.db", f"{tmp}/{mode}-raw.db"
+        raw_engine = create_engine(f"sqlite:///{raw_url}")
+        upgrade(raw_engine)
+        raw_engine.dispose()
+        return run_backend(store, url, raw_url, args, mode)
+    server = server_url()
+    url, drop = create_database(server, "rapport_bench")
+    raw, drop_raw = create_database(server, "rapport_bench_raw")
+    try:
+        raw_engine = create_engine(raw)
+        upgrade(raw_engine)
+        raw_engine.dispose()
+        return run_backend(store, url, raw, args, mode)
+    finally:
+        drop()  # type: ignore[operator]
+        drop_raw()  # type: ignore[operator]
 
 
 def main() -> None:
@@ -348,6 +443,11 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rate", type=float, default=500.0, help="/v1/track requests per second")
+    parser.add_argument(
+        "--modes",
+        default="direct,queued",
+        help="ingest modes: direct (answer once applied), queued (answer once in the inbox)",
+    )
     args = parser.parse_args()
     args.batch_size = 100
     args.batches = 60 if args.quick else 1000
@@ -360,41 +460,30 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="rapport-bench-")
     try:
         for store in args.stores.split(","):
-            console.print(
-                f"[bold]{store}[/bold]: {args.batches} batches of {args.batch_size}, "
-                f"{args.clients} clients; then {args.track_requests} /v1/track at {args.rate:g}/s"
-            )
-            if store == "sqlite":
-                url, raw_url = f"sqlite:///{tmp}/bench.db", f"{tmp}/raw.db"
-                raw_engine = create_engine(f"sqlite:///{raw_url}")
-                upgrade(raw_engine)
-                raw_engine.dispose()
-                results.append(run_backend(store, url, raw_url, args))
-            else:
-                server = server_url()
-                url, drop = create_database(server, "rapport_bench")
-                raw, drop_raw = create_database(server, "rapport_bench_raw")
-                try:
-                    raw_engine = create_engine(raw)
-                    upgrade(raw_engine)
-                    raw_engine.dispose()
-                    results.append(run_backend(store, url, raw, args))
-                finally:
-                    drop()  # type: ignore[operator]
-                    drop_raw()  # type: ignore[operator]
+            for mode in args.modes.split(","):
+                console.print(
+                    f"[bold]{store}, {mode}[/bold]: {args.batches} batches of "
+                    f"{args.batch_size}, {args.clients} clients; then {args.track_requests} "
+                    f"/v1/track at {args.rate:g}/s"
+                )
+                results.append(_run_store(store, mode, tmp, args))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     table = Table(
         title="Ingest (server on one core)",
-        caption="CPU per event: the server's process and the database's own processes",
+        caption="events/s: every event applied; acknowledged: answered (queued: in the "
+        "inbox). CPU per event: the server's process, the applying worker's, the database's",
     )
     for col in (
         "store",
-        "events/s /v1/batch",
+        "mode",
+        "events/s",
+        "acknowledged/s",
         "raw rows/s",
         "ratio",
         "server µs/ev",
+        "worker µs/ev",
         "db µs/ev",
         "track p50 ms",
         "p99 ms",
@@ -403,11 +492,14 @@ def main() -> None:
     for r in results:
         table.add_row(
             r["store"],
+            r["mode"],
             f"{r['events_per_s']:,}",
+            f"{r['acknowledged_per_s']:,}",
             f"{r['raw_rows_per_s']:,}",
             f"{r['ratio_to_raw']:.2f}",
             f"{r['server_cpu_us_per_event']}",
-            "-" if r["database_cpu_us_per_event"] is None else f"{r['database_cpu_us_per_event']}",
+            _or_dash(r["worker_cpu_us_per_event"]),
+            _or_dash(r["database_cpu_us_per_event"]),
             f"{r['track_p50_ms']}",
             f"{r['track_p99_ms']}",
         )

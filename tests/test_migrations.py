@@ -21,7 +21,7 @@ def _roundtrip(url: str) -> None:
             )
         )
     upgrade(engine)
-    assert current_revision(engine) == "0015"
+    assert current_revision(engine) == "0016"
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT events_count, rfm_cell FROM customers")).one()
     assert tuple(row) == (3, None)
@@ -32,7 +32,7 @@ def _roundtrip(url: str) -> None:
         conn.commit()
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == "0015"
+    assert current_revision(engine) == "0016"
     engine.dispose()
 
 

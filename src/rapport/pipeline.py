@@ -87,10 +87,17 @@ class Pipeline:
 
     def ingest(self, batch: list[Incoming], *, retries: int = 3) -> IngestResult:
         """One transaction; retried when a concurrent writer claimed the same identifier."""
+        return self.transact(lambda conn: self.ingest_in(conn, batch), retries=retries)
+
+    def transact(
+        self, work: Callable[[sa.Connection], IngestResult], *, retries: int = 3
+    ) -> IngestResult:
+        """Run ``work`` (which ingests through :meth:`ingest_in`) in one write transaction,
+        retried when a concurrent writer claimed the same identifier."""
         for attempt in range(retries + 1):
             try:
                 with writing(self.engine) as conn:
-                    result = self.ingest_in(conn, batch)
+                    result = work(conn)
                 if result.queued:
                     self.outbox_queued.set()
                 return result

@@ -18,6 +18,17 @@ class Settings(BaseSettings):
     max_batch_bytes: int = 500 * 1024
     # The ingest writer groups requests that arrive together into one transaction.
     ingest_group_max_messages: int = 2000
+    # Queued ingest: answer once a request is appended to the store's inbox and apply it
+    # behind, in groups of up to ``ingest_apply_max_messages``. Off, a request is answered
+    # once its events are applied (docs/ingest.md compares the two).
+    ingest_queue: bool = False
+    # Whether this process applies the inbox (``rapport serve`` with queued ingest); off
+    # when ``rapport worker`` processes do it.
+    ingest_apply: bool = True
+    ingest_apply_max_messages: int = 5000
+    # Seconds an idle applier waits before looking again for requests other processes
+    # appended (appends in its own process wake it at once).
+    ingest_poll_seconds: float = 0.2
     # Seconds between sweeps of time-dependent segments; 0 turns the sweeper off.
     sweep_seconds: float = 60.0
     # Deliver the outbox through the channels configured in the store (``rapport serve``

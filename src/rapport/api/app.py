@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -37,6 +38,9 @@ from rapport.api import (
 )
 from rapport.api.writer import IngestWriter
 from rapport.clock import Clock, SystemClock
+from rapport.inbox_applier import InboxApplier
+from rapport.ingest.inbox import health as inbox_health
+from rapport.ingest.inbox import status as inbox_status
 from rapport.pipeline import Pipeline
 from rapport.public_links import links_of
 from rapport.settings import Settings
@@ -57,13 +61,25 @@ def create_app(
     engine = engine or create_engine(settings.database_url)
     clock = clock or SystemClock()
     pipeline = Pipeline(engine, clock)
-    writer = IngestWriter(pipeline, settings.ingest_group_max_messages)
+    applier = (
+        InboxApplier(pipeline, settings)
+        if settings.ingest_queue and settings.ingest_apply
+        else None
+    )
+    writer = IngestWriter(
+        pipeline,
+        settings.ingest_group_max_messages,
+        queued=settings.ingest_queue,
+        on_appended=applier.wake if applier is not None else lambda: None,
+    )
 
     sweeper = Sweeper(pipeline, settings.sweep_seconds) if settings.sweep_seconds > 0 else None
 
     @asynccontextmanager
     async def lifespan(application: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        if applier is not None:
+            applier.start()
         if sweeper is not None:
             sweeper.start()
         scenarios = None
@@ -92,6 +108,8 @@ def create_app(
             if sweeper is not None:
                 sweeper.stop()
             writer.stop()
+            if applier is not None:
+                applier.stop()
 
     app = FastAPI(
         title="Rapport",
@@ -104,6 +122,7 @@ def create_app(
     app.state.clock = clock
     app.state.pipeline = pipeline
     app.state.writer = writer
+    app.state.applier = applier
     app.state.keys = KeyChecker(engine)
     errors.install(app)
     app.include_router(ingest_routes.router)
@@ -135,9 +154,13 @@ def create_app(
         app.include_router(mail_routes.router)
 
     @app.get("/health", tags=["operations"])
-    def health() -> dict[str, str]:
+    def health() -> dict[str, Any]:
+        """Up and reaching its store; with queued ingest, how far the inbox is behind."""
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-        return {"status": "ok", "version": __version__}
+            answer: dict[str, Any] = {"status": "ok", "version": __version__}
+            if settings.ingest_queue:
+                answer["inbox"] = inbox_health(inbox_status(conn), clock.now())
+        return answer
 
     return app

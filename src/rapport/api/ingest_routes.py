@@ -12,8 +12,9 @@ from fastapi.responses import Response
 
 from rapport.api.auth import require_write_key
 from rapport.api.errors import ApiError
-from rapport.errors import InvalidInput, Problem
-from rapport.ingest.messages import MESSAGE_TYPES, parse_batch, parse_message
+from rapport.ingest.inbox import Entry
+from rapport.ingest.messages import MESSAGE_TYPES
+from rapport.ingest.requests import messages_of
 
 router = APIRouter(prefix="/v1", tags=["ingest (Segment tracking API)"])
 _OK = b'{"success":true}'
@@ -49,50 +50,37 @@ def _json(raw: bytes) -> Any:
         raise ApiError(400, f"body: malformed JSON ({exc})") from None
 
 
-async def _store(request: Request, batch: list[Any]) -> Response:
-    future = request.app.state.writer.submit(batch)
-    await asyncio.wrap_future(future)
-    return Response(_OK, media_type="application/json")
-
-
 def _settings(request: Request) -> Any:
     return request.app.state.settings
 
 
-async def _single(request: Request, kind: str) -> Response:
+async def _accept(request: Request, kind: str, limit: int, what: str) -> Response:
+    """Read, authenticate and validate; then store (or, queued, append) and answer."""
     settings = _settings(request)
-    body = _json(await _body(request, settings.max_message_bytes))
+    raw = await _body(request, limit)
+    body = _json(raw)
     if not isinstance(body, dict):
-        raise ApiError(400, "body: must be a JSON object")
+        raise ApiError(400, f"body: must be a JSON object{what}")
     require_write_key(request, request.app.state.keys, body.get("writeKey"))
-    msg = parse_message(
-        {**body, "type": kind},
-        where="",
-        received_at=request.app.state.clock.now(),
-        phone_region=settings.default_phone_region,
-        max_bytes=settings.max_message_bytes,
-    )
-    return await _store(request, [msg])
-
-
-async def _many(request: Request, source: str) -> Response:
-    settings = _settings(request)
-    body = _json(await _body(request, settings.max_batch_bytes))
-    if not isinstance(body, dict):
-        raise ApiError(400, "body: must be a JSON object with a 'batch' list")
-    require_write_key(request, request.app.state.keys, body.get("writeKey"))
-    if "batch" not in body:
-        raise InvalidInput([Problem("batch", "is required")])
-    defaults = {k: body[k] for k in ("context", "sentAt") if body.get(k) is not None}
-    batch = parse_batch(
-        body["batch"],
-        received_at=request.app.state.clock.now(),
+    received_at = request.app.state.clock.now()
+    batch = messages_of(
+        kind,
+        body,
+        received_at=received_at,
         phone_region=settings.default_phone_region,
         max_message_bytes=settings.max_message_bytes,
-        source=source,
-        defaults=defaults,
     )
-    return await _store(request, batch)
+    entry = Entry(kind, received_at, raw, len(batch)) if settings.ingest_queue else None
+    await asyncio.wrap_future(request.app.state.writer.submit(batch, entry))
+    return Response(_OK, media_type="application/json")
+
+
+async def _single(request: Request, kind: str) -> Response:
+    return await _accept(request, kind, _settings(request).max_message_bytes, "")
+
+
+async def _many(request: Request, kind: str) -> Response:
+    return await _accept(request, kind, _settings(request).max_batch_bytes, " with a 'batch' list")
 
 
 def _make_single(kind: str) -> Any:
@@ -111,7 +99,7 @@ for _kind in MESSAGE_TYPES:
 @router.post("/batch")
 async def batch(request: Request) -> Response:
     """Up to 500 KB of messages of any type; one bad message rejects the whole batch."""
-    return await _many(request, "api")
+    return await _many(request, "batch")
 
 
 @router.post("/import")

@@ -4,24 +4,39 @@ Parsing and validation happen on the request; only valid batches are queued. One
 thread drains the queue and stores everything waiting in a single transaction, so the
 commit cost is paid once per group instead of once per request. If a group fails, each
 request in it is retried alone so one bad request cannot fail its neighbours.
+
+With queued ingest the group is appended to the inbox instead of applied: the same group
+commit, a far cheaper transaction, and the applier (``rapport.inbox_applier``) is woken.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
+from rapport.ingest import inbox
 from rapport.ingest.incoming import Incoming
 from rapport.pipeline import IngestResult, Pipeline
+from rapport.store.engine import writing
 
 _STOP = object()
 
 
 class IngestWriter:
-    def __init__(self, pipeline: Pipeline, max_group_messages: int = 2000) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        max_group_messages: int = 2000,
+        *,
+        queued: bool = False,
+        on_appended: Callable[[], None] = lambda: None,
+    ) -> None:
         self.pipeline = pipeline
         self.max_group = max_group_messages
+        self.queued = queued
+        self.on_appended = on_appended
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="rapport-ingest", daemon=True)
         self._started = False
@@ -37,12 +52,19 @@ class IngestWriter:
             self._thread.join(timeout=30)
             self._started = False
 
-    def submit(self, batch: list[Incoming]) -> Future[IngestResult]:
+    def submit(
+        self, batch: list[Incoming], entry: inbox.Entry | None = None
+    ) -> Future[IngestResult]:
+        """Store a validated batch; with queued ingest, ``entry`` (the request as received)
+        is what gets stored, and the future resolves once it is in the inbox."""
         future: Future[IngestResult] = Future()
         if not self._started:
             future.set_exception(RuntimeError("the ingest writer is not running"))
             return future
-        self._queue.put((batch, future))
+        if self.queued and entry is None:
+            future.set_exception(RuntimeError("queued ingest needs the request's inbox entry"))
+            return future
+        self._queue.put(((entry if self.queued else batch), future))
         return future
 
     def _run(self) -> None:
@@ -51,7 +73,7 @@ class IngestWriter:
             if item is _STOP:
                 return
             group = [item]
-            size = len(item[0])  # type: ignore[index]
+            size = _size(item[0])  # type: ignore[index]
             stop = False
             while size < self.max_group:
                 try:
@@ -62,8 +84,11 @@ class IngestWriter:
                     stop = True
                     break
                 group.append(nxt)
-                size += len(nxt[0])  # type: ignore[index]
-            self._store(group)  # type: ignore[arg-type]
+                size += _size(nxt[0])  # type: ignore[index]
+            if self.queued:
+                self._append(group)  # type: ignore[arg-type]
+            else:
+                self._store(group)  # type: ignore[arg-type]
             if stop:
                 return
 
@@ -92,3 +117,25 @@ class IngestWriter:
                 future.set_result(self.pipeline.ingest(batch))
             except Exception as exc:
                 future.set_exception(exc)
+
+    def _append(self, group: list[tuple[inbox.Entry, Future[IngestResult]]]) -> None:
+        try:
+            with writing(self.pipeline.engine) as conn:
+                inbox.append(conn, [entry for entry, _ in group])
+        except Exception:  # one by one below, so each request gets its own answer
+            for entry, future in group:
+                try:
+                    with writing(self.pipeline.engine) as conn:
+                        inbox.append(conn, [entry])
+                except Exception as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(IngestResult())
+        else:
+            for _, future in group:
+                future.set_result(IngestResult())
+        self.on_appended()
+
+
+def _size(work: list[Incoming] | inbox.Entry) -> int:
+    return work.messages if isinstance(work, inbox.Entry) else len(work)

@@ -12,6 +12,7 @@ from rapport.cli import (  # noqa: F401  (registers commands)
     coupons,
     demo,
     imports,
+    inbox,
     loyalty,
     recommend,
     report,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -143,11 +143,19 @@ def worker(
     dispatch: Annotated[
         bool, typer.Option(help="deliver the outbox through the configured channels")
     ] = True,
+    ingest: Annotated[
+        bool, typer.Option(help="apply the queued-ingest inbox (see docs/ingest.md)")
+    ] = True,
+    ingest_only: Annotated[
+        bool, typer.Option(help="only apply the inbox: no sweeps, scenarios or delivery")
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run the sweeps and deliver the outbox without the API (beside `rapport serve`)."""
+    """Run the sweeps, apply queued ingest and deliver the outbox without the API (beside
+    `rapport serve`)."""
     import time
 
+    from rapport.inbox_applier import InboxApplier
     from rapport.pipeline import Pipeline
     from rapport.store.migrate import upgrade
     from rapport.worker import (
@@ -158,25 +166,29 @@ def worker(
         settings_links,
     )
 
-    engine = create_engine(settings_for(database_url).database_url)
+    settings = settings_for(database_url)
+    engine = create_engine(settings.database_url)
     upgrade(engine)
     pipeline = Pipeline(engine)
     links = settings_links(pipeline)
     pipeline.links = lambda: links
-    sweeper = Sweeper(pipeline, interval)
-    sweeper.start()
-    scenarios = ScenarioLoop(pipeline)
-    scenarios.start()
-    loop = DispatchLoop(ConfiguredDispatcher(pipeline)) if dispatch else None
-    if loop is not None:
+    loops: list[Any] = []
+    doing: list[str] = []
+    if ingest or ingest_only:
+        loops.append(InboxApplier(pipeline, settings))
+        doing.append("queued ingest")
+    if not ingest_only:
+        loops += [Sweeper(pipeline, interval), ScenarioLoop(pipeline)]
+        doing += [f"segment sweeps every {interval:g} s", "scenario steps"]
+        if dispatch:
+            loops.append(DispatchLoop(ConfiguredDispatcher(pipeline)))
+            doing.append("delivery")
+    for loop in loops:
         loop.start()
-    doing = f"segment sweeps every {interval:g} s, scenario steps" + (", delivery" if loop else "")
-    console.print(f"Worker running: {doing}. Ctrl-C stops it.")
+    console.print(f"Worker running: {', '.join(doing)}. Ctrl-C stops it.")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        if loop is not None:
+        for loop in reversed(loops):
             loop.stop()
-        scenarios.stop()
-        sweeper.stop()

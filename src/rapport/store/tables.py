@@ -926,3 +926,26 @@ rec_lists = sa.Table(
 )
 
 # --- end recommendations ---
+
+
+# --- queued ingest (ingest/inbox.py); migration 0016 ---
+
+# Requests acknowledged before they are applied (RAPPORT_INGEST_QUEUE): the validated body
+# as it arrived, applied through the pipeline in large groups and deleted in the same
+# transaction. ``kind`` is the endpoint (batch, import, track, identify, …). A request that
+# keeps failing is parked: ``failed_at`` set, ``last_error`` says why, and appliers skip it
+# until an operator retries it.
+ingest_inbox = sa.Table(
+    "ingest_inbox",
+    metadata,
+    sa.Column("id", BigID, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("messages", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("failed_at", UTCDateTime, nullable=True),
+)
+
+# --- end queued ingest ---

@@ -1,0 +1,185 @@
+"""The ingest inbox: requests acknowledged before they are applied.
+
+With queued ingest (``RAPPORT_INGEST_QUEUE``) an endpoint validates a request, appends its
+body here and answers; an applier (``rapport.applier``) takes the oldest rows in large
+groups, applies them through the pipeline and deletes them in the same transaction, so a
+row is applied exactly once however the process stops. The store is the queue: nothing
+else to install, back up or monitor, and the rows survive a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rapport.store.tables import ingest_inbox as inbox
+
+# A request that failed this many times on its own is parked until an operator retries it.
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One acknowledged request: the endpoint, when it arrived, its body as received."""
+
+    kind: str
+    received_at: datetime
+    body: bytes
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    entry: Entry
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pending_requests: int
+    pending_messages: int
+    oldest_received_at: datetime | None
+    parked_requests: int
+
+
+def append(conn: sa.Connection, entries: Sequence[Entry]) -> None:
+    conn.execute(
+        inbox.insert(),
+        [
+            {"kind": e.kind, "received_at": e.received_at, "body": e.body, "messages": e.messages}
+            for e in entries
+        ],
+    )
+
+
+def claim(
+    conn: sa.Connection, max_messages: int, *, only: int | None = None, rows: int = 500
+) -> list[Claimed]:
+    """The oldest pending requests holding at most ``max_messages`` messages (always at
+    least one request). On PostgreSQL the rows are locked and rows another applier holds
+    are skipped, so any number of appliers can share the inbox."""
+    heads = sa.select(inbox.c.id, inbox.c.messages).where(inbox.c.failed_at.is_(None))
+    if only is not None:
+        heads = heads.where(inbox.c.id == only)
+    heads = heads.order_by(inbox.c.id).limit(rows)
+    if conn.dialect.name == "postgresql":
+        heads = heads.with_for_update(skip_locked=True)
+    chosen: list[int] = []
+    total = 0
+    for row_id, messages in conn.execute(heads):
+        if chosen and total + messages > max_messages:
+            break
+        chosen.append(row_id)
+        total += messages
+    if not chosen:
+        return []
+    rows_read = conn.execute(
+        sa.select(
+            inbox.c.id,
+            inbox.c.kind,
+            inbox.c.received_at,
+            inbox.c.body,
+            inbox.c.messages,
+            inbox.c.attempts,
+        )
+        .where(inbox.c.id.in_(chosen))
+        .order_by(inbox.c.id)
+    )
+    return [
+        Claimed(r.id, Entry(r.kind, r.received_at, bytes(r.body), r.messages), r.attempts)
+        for r in rows_read
+    ]
+
+
+def remove(conn: sa.Connection, ids: Sequence[int]) -> None:
+    conn.execute(inbox.delete().where(inbox.c.id.in_(list(ids))))
+
+
+def record_failure(
+    conn: sa.Connection, row_id: int, error: str, now: datetime, *, park: bool = False
+) -> bool:
+    """Count a failed attempt; park the request when it has failed ``MAX_ATTEMPTS`` times
+    (or at once with ``park``). Returns whether it is now parked."""
+    attempts = conn.execute(
+        sa.select(inbox.c.attempts).where(inbox.c.id == row_id)
+    ).scalar_one_or_none()
+    if attempts is None:
+        return False
+    parked = park or attempts + 1 >= MAX_ATTEMPTS
+    conn.execute(
+        inbox.update()
+        .where(inbox.c.id == row_id)
+        .values(attempts=attempts + 1, last_error=error[:2000], failed_at=now if parked else None)
+    )
+    return parked
+
+
+def status(conn: sa.Connection) -> Status:
+    pending = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(inbox.c.messages), 0)).where(
+            inbox.c.failed_at.is_(None)
+        )
+    ).one()
+    oldest = conn.execute(
+        sa.select(inbox.c.received_at)
+        .where(inbox.c.failed_at.is_(None))
+        .order_by(inbox.c.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    parked = conn.execute(
+        sa.select(sa.func.count()).where(inbox.c.failed_at.is_not(None))
+    ).scalar_one()
+    return Status(int(pending[0]), int(pending[1]), oldest, int(parked))
+
+
+def health(current: Status, now: datetime) -> dict[str, Any]:
+    """The inbox's lag as the health endpoint and ``rapport ingest status`` show it."""
+    oldest = current.oldest_received_at
+    return {
+        "pending_requests": current.pending_requests,
+        "pending_messages": current.pending_messages,
+        "lag_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+        "parked_requests": current.parked_requests,
+    }
+
+
+def parked(
+    conn: sa.Connection, limit: int = 100
+) -> list[sa.Row[tuple[int, str, datetime, int, int, str]]]:
+    return list(
+        conn.execute(
+            sa.select(
+                inbox.c.id,
+                inbox.c.kind,
+                inbox.c.received_at,
+                inbox.c.messages,
+                inbox.c.attempts,
+                inbox.c.last_error,
+            )
+            .where(inbox.c.failed_at.is_not(None))
+            .order_by(inbox.c.id)
+            .limit(limit)
+        )
+    )
+
+
+def retry(conn: sa.Connection, ids: Sequence[int] | None = None) -> int:
+    """Put parked requests back in line (all of them without ``ids``)."""
+    stmt = inbox.update().where(inbox.c.failed_at.is_not(None))
+    if ids is not None:
+        stmt = stmt.where(inbox.c.id.in_(list(ids)))
+    return int(conn.execute(stmt.values(failed_at=None, attempts=0)).rowcount)
+
+
+def discard(conn: sa.Connection, ids: Sequence[int]) -> int:
+    """Drop parked requests for good (an operator's decision, after reading the error)."""
+    return int(
+        conn.execute(
+            inbox.delete().where(inbox.c.failed_at.is_not(None), inbox.c.id.in_(list(ids)))
+        ).rowcount
+    )
