@@ -183,3 +183,57 @@ def test_key_test_and_fetch_find_the_same_rows_on_both_stores(engine: sa.Engine)
         test, params = key_test(conn, "value", [*NASTY[3:7], "absent"], "text")
         rows = fetch(conn, f"SELECT value, customer_id FROM identities WHERE {test}", params)
     assert sorted(rows) == sorted((v, cid) for v in NASTY[3:7])
+
+
+def test_insert_unnest_upserts_and_returns_rows_with_json_intact(
+    _engines: dict[str, sa.Engine],
+) -> None:
+    """The PostgreSQL-only form of the catalog's and orders' upserts: text that could break
+    an array literal, JSON documents, NULLs, and the rows it returns matched by key."""
+    from rapport.catalog.products import upsert_products
+    from rapport.store.fast import insert_unnest
+    from rapport.store.tables import products
+
+    engine = _engines["postgres"]
+    items = [
+        {"id": f"p{i}{text}", "name": text or None, "price": 1.5 * i, "attributes": {text: [i]}}
+        for i, text in enumerate(NASTY)
+    ]
+    with engine.begin() as conn:
+        conn.execute(products.delete())
+        upsert_products(conn, items, T)
+        # Known products: the fields given change, the ones left out (None) stay.
+        upsert_products(conn, [{"id": "p1c\\d", "name": None, "price": 9.0}], T + timedelta(1))
+        got = {r.id: r for r in conn.execute(sa.select(products))}
+        returned = insert_unnest(
+            conn,
+            products,
+            ("id", "attributes", "created_at", "updated_at"),
+            [("new\t1", {"k": 'v"1'}, T, T), ('p0a"b', {}, T, T)],
+            " ON CONFLICT (id) DO UPDATE SET updated_at = EXCLUDED.updated_at RETURNING id",
+        ).scalars()
+        assert sorted(returned) == ["new\t1", 'p0a"b']
+        again = conn.execute(
+            sa.select(products.c.attributes).where(products.c.id == "new\t1")
+        ).scalar_one()
+        conn.execute(products.delete())
+    assert len(got) == len(NASTY)
+    for i, text in enumerate(NASTY):
+        row = got[f"p{i}{text}"]
+        assert row.attributes == {text: [i]}
+        assert row.name == (text or None)  # p1's second upsert left its name alone
+    assert got["p1c\\d"].price == 9.0 and got["p1c\\d"].name == "c\\d"
+    assert got["p1c\\d"].updated_at == T + timedelta(1)
+    assert again == {"k": 'v"1'}
+
+
+def test_new_customers_get_distinct_ascending_ids(engine: sa.Engine) -> None:
+    from rapport.customers.profile import create_customers
+
+    with engine.begin() as conn:
+        first = create_customers(conn, 3, T)
+        second = create_customers(conn, 250, T)
+        stored = conn.execute(sa.select(sa.func.count()).select_from(customers)).scalar_one()
+    assert first == sorted(first) and second == sorted(second)
+    assert len(set(first + second)) == 253 == stored
+    assert max(first) < min(second)

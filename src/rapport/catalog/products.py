@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rapport.store.engine import upsert
+from rapport.store.fast import insert_unnest, is_sqlite
 from rapport.store.tables import categories, compatible_categories, products
 
 PRODUCT_FIELDS = ("sku", "name", "category_id", "brand", "price", "currency", "url", "image_url")
@@ -84,11 +85,25 @@ def upsert_products(
         }
         for p in items
     ]
+    if not is_sqlite(conn):
+        names = tuple(rows[0])
+        insert_unnest(conn, products, names, [tuple(r.values()) for r in rows], _pg_tail(replace))
+        return
     statements = _UPSERTS.setdefault(conn.dialect.name, {})
     stmt = statements.get(replace)
     if stmt is None:
         stmt = statements[replace] = _product_upsert(conn, replace)
     conn.execute(stmt, rows)
+
+
+def _pg_tail(replace: bool) -> str:
+    """The conflict clause of :func:`_product_upsert`, for the unnest form on PostgreSQL."""
+    if replace:
+        sets = [f"{f} = EXCLUDED.{f}" for f in (*PRODUCT_FIELDS, "attributes")]
+    else:
+        sets = [f"{f} = coalesce(EXCLUDED.{f}, products.{f})" for f in PRODUCT_FIELDS]
+    sets.append("updated_at = EXCLUDED.updated_at")
+    return f" ON CONFLICT (id) DO UPDATE SET {', '.join(sets)}"
 
 
 # Built once per dialect and mode: building the statement (a coalesce per field) cost more

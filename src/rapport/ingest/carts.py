@@ -6,13 +6,14 @@ the result back with a handful of statements, however many cart events it holds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from rapport.store.fast import among, db_time, run_many, update_rows
+from rapport.store.fast import among, db_time, insert_unnest, is_sqlite, run_many, update_rows
 from rapport.store.tables import cart_items, carts
 
 CartKey = tuple[int, str]
@@ -95,7 +96,18 @@ class CartBook:
         if not changed:
             return
         new = [(k, s) for k, s in changed if s.pk is None]
-        if new:
+        if new and not is_sqlite(self.conn):
+            made: Sequence[Any] = insert_unnest(
+                self.conn,
+                carts,
+                ("customer_id", "cart_id", "status", "created_at", "updated_at"),
+                [(k[0], k[1], s.status, s.created_at, self.now) for k, s in new],
+                " RETURNING id, customer_id, cart_id",
+            ).all()
+            pks = {(int(r[1]), r[2]): int(r[0]) for r in made}
+            for key, state in new:
+                state.pk = pks[key]
+        elif new:
             result = self.conn.execute(
                 carts.insert().returning(carts.c.id, sort_by_parameter_order=True),
                 [

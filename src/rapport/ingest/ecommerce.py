@@ -6,6 +6,7 @@ Offline purchases use the same ``Order Completed`` event with ``properties.chann
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeGuard
@@ -17,7 +18,7 @@ from rapport.errors import Problem
 from rapport.ingest.carts import CartBook
 from rapport.ingest.incoming import Incoming
 from rapport.store.engine import upsert
-from rapport.store.fast import among, db_time, run_many
+from rapport.store.fast import among, db_time, insert_unnest, is_sqlite, run_many
 from rapport.store.tables import order_lines, orders
 
 PRODUCT_EVENTS = {"Product Viewed", "Product Added", "Product Removed", "Product Clicked"}
@@ -306,20 +307,13 @@ class _Orders:
             group = [p for p in self.pending.values() if p[2] == keep_time]
             if not group:
                 continue
-            stmt = upsert(self.conn, orders)
             kept = {"order_id", "customer_id", "refunded", "status"}
             if keep_time:
                 kept.add("occurred_at")
-            update = {k: getattr(stmt.excluded, k) for k in group[0][0] if k not in kept}
-            stmt = stmt.on_conflict_do_update(index_elements=["order_id"], set_=update)
-            stored = self.conn.execute(
-                stmt.returning(orders.c.id, orders.c.customer_id, sort_by_parameter_order=True),
-                [row for row, _, _ in group],
-            ).all()
-            pks = [int(pk) for pk, _ in stored]
-            owners.update(int(owner) for _, owner in stored)
+            pks = self._upsert([row for row, _, _ in group], kept)
+            owners.update(owner for _, owner in pks)
             with_lines = [
-                (pk, lines) for pk, (_, lines, _) in zip(pks, group, strict=True) if lines
+                (pk, lines) for (pk, _), (_, lines, _) in zip(pks, group, strict=True) if lines
             ]
             if with_lines:
                 self.conn.execute(
@@ -327,12 +321,40 @@ class _Orders:
                         among(self.conn, order_lines.c.order_pk, [pk for pk, _ in with_lines])
                     )
                 )
-                self.conn.execute(
-                    order_lines.insert(),
-                    [{"order_pk": pk, **line} for pk, lines in with_lines for line in lines],
-                )
+                self._insert_lines(with_lines)
         self.pending.clear()
         return owners
+
+    def _upsert(self, rows: list[dict[str, Any]], kept: set[str]) -> list[tuple[int, int]]:
+        """Insert or update the orders; each one's (id, owner) in the order given."""
+        names = tuple(rows[0])
+        if is_sqlite(self.conn):
+            stmt = upsert(self.conn, orders)
+            update = {k: getattr(stmt.excluded, k) for k in names if k not in kept}
+            stmt = stmt.on_conflict_do_update(index_elements=["order_id"], set_=update)
+            stored = self.conn.execute(
+                stmt.returning(orders.c.id, orders.c.customer_id, sort_by_parameter_order=True),
+                rows,
+            ).all()
+            return [(int(pk), int(owner)) for pk, owner in stored]
+        sets = ", ".join(f"{k} = EXCLUDED.{k}" for k in names if k not in kept)
+        made: Sequence[Any] = insert_unnest(
+            self.conn,
+            orders,
+            names,
+            [tuple(row.values()) for row in rows],
+            f" ON CONFLICT (order_id) DO UPDATE SET {sets} RETURNING order_id, id, customer_id",
+        ).all()
+        found = {r[0]: (int(r[1]), int(r[2])) for r in made}
+        return [found[row["order_id"]] for row in rows]
+
+    def _insert_lines(self, with_lines: list[tuple[int, list[dict[str, Any]]]]) -> None:
+        rows = [{"order_pk": pk, **line} for pk, lines in with_lines for line in lines]
+        if is_sqlite(self.conn):
+            self.conn.execute(order_lines.insert(), rows)
+            return
+        names = tuple(rows[0])
+        insert_unnest(self.conn, order_lines, names, [tuple(r.values()) for r in rows])
 
 
 def _refund_or_cancel(conn: sa.Connection, msg: Incoming, now: datetime) -> int | None:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from rapport.customers.computed import COUNTED_ORDER_STATUSES
 from rapport.segments.config import read_setting, without_jit, write_setting
 from rapport.store.engine import writing
+from rapport.store.fast import among, db_time, update_rows
 from rapport.store.tables import customers, orders
 
 if TYPE_CHECKING:
@@ -266,7 +267,7 @@ def update_stages(
     c = customers.c
     rows = conn.execute(
         sa.select(c.id, c.orders_count, c.last_order_at, c.lifecycle_stage)
-        .where(c.id.in_(sorted(customer_ids)))
+        .where(among(conn, c.id, sorted(customer_ids)))
         .order_by(c.id)
     ).all()
     thresholds = thresholds or current_thresholds(conn, now)
@@ -278,16 +279,14 @@ def update_stages(
         stage = stage_for(row.orders_count, row.last_order_at, previous, now, thresholds)
         if stage != row.lifecycle_stage:
             moves.append((row.id, row.lifecycle_stage, stage))
-    if moves:
-        conn.execute(
-            customers.update()
-            .where(c.id == sa.bindparam("cid"))
-            .values(
-                lifecycle_stage=sa.bindparam("stage"),
-                lifecycle_changed_at=sa.bindparam("at", type_=c.lifecycle_changed_at.type),
-            ),
-            [{"cid": cid, "stage": to, "at": now} for cid, _, to in moves],
-        )
+    at = db_time(conn, now)
+    update_rows(
+        conn,
+        "customers",
+        "id",
+        [("lifecycle_stage", "text", "{new}"), ("lifecycle_changed_at", "timestamptz", "{new}")],
+        [(cid, to, at) for cid, _, to in moves],
+    )
     return moves
 
 

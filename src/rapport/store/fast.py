@@ -29,6 +29,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from rapport.store.engine import json_text
+
 
 def is_sqlite(conn: sa.Connection) -> bool:
     return conn.dialect.name == "sqlite"
@@ -135,6 +137,46 @@ def _unnested(sql: str, types: tuple[str, ...]) -> str:
         raise ValueError(f"expected VALUES with {len(types)} placeholders in: {sql}")
     arrays = ", ".join(f"%s::{t}[]" for t in types)
     return f"{sql[: match.start()]}SELECT * FROM unnest({arrays}){sql[match.end() :]}"
+
+
+def insert_unnest(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    tail: str = "",
+) -> sa.CursorResult[Any]:
+    """PostgreSQL only: ``INSERT INTO table (columns) SELECT * FROM unnest(...)`` + ``tail``
+    (``ON CONFLICT ...``, ``RETURNING ...``), the arrays typed from the table's columns and
+    JSON values written as JSON text. For the inserts that need what executemany cannot
+    give (an upsert's or a new row's id back): SQLAlchemy's form of them renders one
+    placeholder per value, so its text, the driver's parse and the server's plan are new
+    for every batch size. Rows returned come in no promised order: match them by a key."""
+    types, json_at = _column_types(conn, table, tuple(columns))
+    if json_at:
+        rows = [
+            tuple(json_text(v) if i in json_at and v is not None else v for i, v in enumerate(r))
+            for r in rows
+        ]
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){tail}"
+    return conn.exec_driver_sql(sql, columns_of(rows))
+
+
+_TYPES: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ...], frozenset[int]]] = {}
+
+
+def _column_types(
+    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...]
+) -> tuple[tuple[str, ...], frozenset[int]]:
+    key = (table.name, columns)
+    found = _TYPES.get(key)
+    if found is None:
+        kinds = [table.c[name].type.dialect_impl(conn.dialect) for name in columns]
+        types = tuple(t.compile(conn.dialect) for t in kinds)
+        json_at = frozenset(i for i, t in enumerate(kinds) if isinstance(t, sa.JSON))
+        found = _TYPES[key] = (types, json_at)
+    return found
 
 
 def among(conn: sa.Connection, column: sa.ColumnElement[Any], values: Iterable[Any]) -> Any:
