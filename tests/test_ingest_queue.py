@@ -4,9 +4,14 @@ On both stores, through HTTP and the applier as they run in `rapport serve`."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -305,3 +310,27 @@ def test_cli_status_apply_parked_retry_discard(engine):
     assert gone.exit_code == 0 and "1 parked requests discarded" in gone.output
     assert _count(engine, ingest_inbox) == 0
     assert _count(engine, events) == 2
+
+
+def test_an_ingest_only_worker_process_applies_and_stops_on_interrupt(engine):
+    """`rapport worker --ingest-only`, as operators run it beside an API-only server."""
+    root = Path(__file__).resolve().parent.parent
+    command = ["worker", "--ingest-only", "--database-url", _url(engine)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rapport.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root / "src"), "RAPPORT_INGEST_POLL_SECONDS": "0.05"},
+    )
+    try:
+        _append(engine, _entry(_batch(3, "w"), messages=3))
+        deadline = time.monotonic() + 60
+        while _count(engine, events) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _count(engine, events) == 3
+        assert _count(engine, ingest_inbox) == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert b"Worker running: queued ingest." in out, err.decode()
+    assert b"segment sweeps" not in out
