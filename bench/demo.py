@@ -58,6 +58,9 @@ class Phases:
         self._wall, self._cpu = wall, cpu
 
 
+DAYS_PHASE = "simulate + refresh + report"
+
+
 def run(customers: int, months: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     phases = Phases()
     engine = prepare(fresh_sqlite_url(workdir / "demo.db"))
@@ -79,7 +82,7 @@ def run(customers: int, months: int, days: int, seed: int, workdir: Path) -> dic
         generation=generation,
     )
     total_cpu = time.process_time() - began
-    phases.mark("simulate + refresh + report")
+    phases.mark(DAYS_PHASE)
     sim = outcome.simulation
     return {
         "config": {"customers": customers, "months": months, "days": days, "seed": seed},
@@ -88,6 +91,8 @@ def run(customers: int, months: int, days: int, seed: int, workdir: Path) -> dic
         "refresh_wall": sim.refresh_seconds,
         "simulation_cpu_with_refresh_and_report": total_cpu,
         "parts": sim.timings,
+        # CPU seconds per part, where the simulation measures them (not in older trees).
+        "parts_cpu": getattr(sim, "cpu_timings", {}),
         "history_events": generation.stored,
         "shop_events": sim.shop_events,
         "emails": sim.counts["emails caught"],
@@ -121,12 +126,18 @@ def interleaved(args: argparse.Namespace) -> None:
                     stdout=subprocess.DEVNULL,
                 )
                 figures = json.loads(out.read_text(encoding="utf-8"))
+                phases = figures["phases"]
                 run = {
                     "wall": time.perf_counter() - began,
                     "cpu": _child_cpu() - cpu,
                     "simulation": figures["simulation_wall"],
-                    "history": figures["phases"]["history"]["wall"],
+                    "history": phases["history"]["wall"],
+                    "history cpu": phases["history"]["cpu"],
+                    "days + report": phases[DAYS_PHASE]["wall"],
+                    "days + report cpu": phases[DAYS_PHASE]["cpu"],
                     "load": load,
+                    **{f"  {part}": seconds for part, seconds in figures["parts"].items()},
+                    **{f"  {part} cpu": s for part, s in figures.get("parts_cpu", {}).items()},
                 }
                 runs[name].append(run)
                 print(
@@ -135,13 +146,20 @@ def interleaved(args: argparse.Namespace) -> None:
                     f"simulation {run['simulation']:6.1f} s  (load {load:.1f})",
                     flush=True,
                 )
-    print(f"medians of {args.rounds} rounds, {' '.join(size)}:")
-    for what in ("wall", "cpu", "history", "simulation"):
+    print(f"medians of {args.rounds} rounds, {' '.join(size)} (parts: wall clock):")
+    shared = [k for k in runs["this tree"][0] if k != "load" and k in runs["baseline"][0]]
+    for what in shared:
         base = statistics.median(r[what] for r in runs["baseline"])
         this = statistics.median(r[what] for r in runs["this tree"])
-        print(
-            f"  {what:<10} baseline {base:6.1f} s  this tree {this:6.1f} s  ratio {this / base:.2f}"
-        )
+        ratio = f"{this / base:.2f}" if base else "-"
+        print(f"  {what:<18} baseline {base:6.1f} s  this tree {this:6.1f} s  ratio {ratio}")
+    only = [k for k in runs["this tree"][0] if k not in shared and k != "load"]
+    for what in only:  # measured by this tree's simulation alone
+        this = statistics.median(r[what] for r in runs["this tree"])
+        print(f"  {what:<18} this tree {this:6.1f} s")
+    for name, measured in runs.items():
+        loads = [r["load"] for r in measured]
+        print(f"  load before the {name} runs: {min(loads):.1f}-{max(loads):.1f}")
 
 
 def main() -> None:
@@ -163,8 +181,9 @@ def main() -> None:
     for name, f in figures["phases"].items():
         print(f"{name:<30} wall {f['wall']:7.1f} s   cpu {f['cpu']:7.1f} s")
     print(f"{'  simulation alone':<30} wall {figures['simulation_wall']:7.1f} s")
+    cpu = figures["parts_cpu"]
     for name, seconds in sorted(figures["parts"].items(), key=lambda kv: -kv[1]):
-        print(f"    {name:<26} wall {seconds:7.1f} s")
+        print(f"    {name:<26} wall {seconds:7.1f} s   cpu {cpu.get(name, 0.0):7.1f} s")
     print(
         f"history events {figures['history_events']:,}, shop events {figures['shop_events']:,}, "
         f"e-mails {figures['emails']:,}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -115,11 +116,8 @@ def _lock_or_create(
             fact[name] = None if value is None else str(value)[:100]
         fresh[key] = fact
     if fresh:
-        stmt = upsert(conn, message_facts).on_conflict_do_nothing(index_elements=["message_key"])
-        inserted = {
-            r[0]
-            for r in conn.execute(stmt.returning(message_facts.c.message_key), list(fresh.values()))
-        }
+        stmt = _statements(conn).insert
+        inserted = {r[0] for r in conn.execute(stmt, list(fresh.values()))}
         facts.update({k: v for k, v in fresh.items() if k in inserted})
         lost = sorted(set(fresh) - inserted)
         if lost:
@@ -129,13 +127,9 @@ def _lock_or_create(
 
 def _read(conn: sa.Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
+    query = _statements(conn).read
     for start in range(0, len(keys), 500):
-        query = sa.select(message_facts).where(
-            message_facts.c.message_key.in_(keys[start : start + 500])
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        for row in conn.execute(query).mappings():
+        for row in conn.execute(query, {"keys": keys[start : start + 500]}).mappings():
             found[row["message_key"]] = dict(row)
     return found
 
@@ -143,14 +137,8 @@ def _read(conn: sa.Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
 def _write_facts(conn: sa.Connection, facts: list[dict[str, Any]]) -> None:
     if not facts:
         return
-    c = message_facts.c
-    stmt = (
-        message_facts.update()
-        .where(c.message_key == sa.bindparam("k"))
-        .values({name: sa.bindparam(f"v_{name}") for name in (*_TIMES, "opens", "clicks")})
-    )
     conn.execute(
-        stmt,
+        _statements(conn).write,
         [
             {"k": f["message_key"], **{f"v_{n}": f[n] for n in (*_TIMES, "opens", "clicks")}}
             for f in facts
@@ -164,21 +152,59 @@ def _bump_daily(conn: sa.Connection, deltas: Counter[tuple[Any, ...]]) -> None:
     per_key: dict[tuple[Any, ...], dict[str, int]] = {}
     for (*key, outcome), n in deltas.items():
         per_key.setdefault(tuple(key), dict.fromkeys(MESSAGE_OUTCOMES, 0))[outcome] += n
-    stmt = upsert(conn, message_daily)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["day", *ORIGIN],
-        set_={
-            name: getattr(message_daily.c, name) + getattr(stmt.excluded, name)
-            for name in MESSAGE_OUTCOMES
-        },
-    )
     conn.execute(
-        stmt,
+        _statements(conn).bump,
         [
             {"day": key[0], **dict(zip(ORIGIN, key[1:], strict=True)), **counts}
             for key, counts in sorted(per_key.items())
         ],
     )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """What folding events writes, built once per store: every batch of events the
+    pipeline records folds its message events, and building these cost more than
+    running them."""
+
+    read: Any
+    insert: Any
+    write: Any
+    bump: Any
+
+
+_BUILT: dict[str, _Statements] = {}
+
+
+def _statements(conn: sa.Connection) -> _Statements:
+    built = _BUILT.get(conn.dialect.name)
+    if built is not None:
+        return built
+    read = sa.select(message_facts).where(
+        message_facts.c.message_key.in_(sa.bindparam("keys", expanding=True))
+    )
+    if conn.dialect.name == "postgresql":
+        read = read.with_for_update()
+    insert = (
+        upsert(conn, message_facts)
+        .on_conflict_do_nothing(index_elements=["message_key"])
+        .returning(message_facts.c.message_key)
+    )
+    write = (
+        message_facts.update()
+        .where(message_facts.c.message_key == sa.bindparam("k"))
+        .values({name: sa.bindparam(f"v_{name}") for name in (*_TIMES, "opens", "clicks")})
+    )
+    bump = upsert(conn, message_daily)
+    bump = bump.on_conflict_do_update(
+        index_elements=["day", *ORIGIN],
+        set_={
+            name: getattr(message_daily.c, name) + getattr(bump.excluded, name)
+            for name in MESSAGE_OUTCOMES
+        },
+    )
+    built = _BUILT[conn.dialect.name] = _Statements(read, insert, write, bump)
+    return built
 
 
 def _day(moment: datetime) -> date:

@@ -46,16 +46,32 @@ class Account:
 
 def lock_account(conn: sa.Connection, customer_id: int, now: datetime) -> Account:
     """The customer's account, created if new, locked until the transaction ends."""
+    create, lock = _account_statements(conn)
     conn.execute(
-        upsert(conn, loyalty_accounts)
-        .values(customer_id=customer_id, balance=0, pending=0, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["customer_id"])
+        create, {"customer_id": customer_id, "balance": 0, "pending": 0, "updated_at": now}
     )
-    query = sa.select(loyalty_accounts).where(loyalty_accounts.c.customer_id == customer_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).one()
-    return _account(row)
+    return _account(conn.execute(lock, {"id": customer_id}).one())
+
+
+_ACCOUNT_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _account_statements(conn: sa.Connection) -> tuple[Any, Any]:
+    """Creating an account if new and reading it locked, built once per store: every
+    point a scenario or an order gives goes through them."""
+    dialect = conn.dialect.name
+    found = _ACCOUNT_STATEMENTS.get(dialect)
+    if found is None:
+        create = upsert(conn, loyalty_accounts).on_conflict_do_nothing(
+            index_elements=["customer_id"]
+        )
+        lock = sa.select(loyalty_accounts).where(
+            loyalty_accounts.c.customer_id == sa.bindparam("id")
+        )
+        if dialect == "postgresql":
+            lock = lock.with_for_update()
+        found = _ACCOUNT_STATEMENTS[dialect] = (create, lock)
+    return found
 
 
 def read_account(conn: sa.Connection, customer_id: int) -> Account | None:
@@ -77,10 +93,10 @@ def _account(row: Any) -> Account:
 
 
 def has_key(conn: sa.Connection, key: str) -> bool:
-    return (
-        conn.execute(sa.select(loyalty_ledger.c.id).where(loyalty_ledger.c.key == key)).first()
-        is not None
-    )
+    return conn.execute(_HAS_KEY, {"key": key}).first() is not None
+
+
+_HAS_KEY = sa.select(loyalty_ledger.c.id).where(loyalty_ledger.c.key == sa.bindparam("key"))
 
 
 def write_entry(
@@ -97,31 +113,32 @@ def write_entry(
     details: dict[str, Any] | None = None,
 ) -> int:
     """One ledger row and its effect on the account's sums (lots are the caller's)."""
-    entry_id = conn.execute(
-        loyalty_ledger.insert()
-        .values(
-            customer_id=customer_id,
-            kind=kind,
-            points=points,
-            pending=pending,
-            key=key,
-            order_id=order_id,
-            reason=reason[:300],
-            details=details or {},
-            created_at=now,
-        )
-        .returning(loyalty_ledger.c.id)
-    ).scalar_one()
-    conn.execute(
-        loyalty_accounts.update()
-        .where(loyalty_accounts.c.customer_id == customer_id)
-        .values(
-            balance=loyalty_accounts.c.balance + points,
-            pending=loyalty_accounts.c.pending + pending,
-            updated_at=now,
-        )
-    )
+    entry = {
+        "customer_id": customer_id,
+        "kind": kind,
+        "points": points,
+        "pending": pending,
+        "key": key,
+        "order_id": order_id,
+        "reason": reason[:300],
+        "details": details or {},
+        "created_at": now,
+    }
+    entry_id = conn.execute(_ENTRY, entry).scalar_one()
+    conn.execute(_SUMS, {"id": customer_id, "add": points, "add_pending": pending, "now": now})
     return int(entry_id)
+
+
+_ENTRY = loyalty_ledger.insert().returning(loyalty_ledger.c.id)
+_SUMS = (
+    loyalty_accounts.update()
+    .where(loyalty_accounts.c.customer_id == sa.bindparam("id"))
+    .values(
+        balance=loyalty_accounts.c.balance + sa.bindparam("add", type_=sa.Integer),
+        pending=loyalty_accounts.c.pending + sa.bindparam("add_pending", type_=sa.Integer),
+        updated_at=sa.bindparam("now", type_=loyalty_accounts.c.updated_at.type),
+    )
+)
 
 
 def credit(

@@ -53,6 +53,22 @@ def loyalty_summary(conn: sa.Connection, customer_id: int, now: datetime) -> dic
     }
 
 
+# Built once: every scenario message reads its customers' summaries.
+_LOTS = sa.select(
+    loyalty_lots.c.customer_id,
+    loyalty_lots.c.remaining,
+    loyalty_lots.c.status,
+    loyalty_lots.c.activates_at,
+    loyalty_lots.c.expires_at,
+).where(
+    loyalty_lots.c.customer_id.in_(sa.bindparam("ids", expanding=True)),
+    loyalty_lots.c.remaining > 0,
+)
+_TIERS = sa.select(
+    loyalty_accounts.c.customer_id, loyalty_accounts.c.tier, loyalty_accounts.c.tier_since
+).where(loyalty_accounts.c.customer_id.in_(sa.bindparam("ids", expanding=True)))
+
+
 def loyalty_summaries(
     conn: sa.Connection, customer_ids: Iterable[int], now: datetime
 ) -> dict[int, dict[str, Any]]:
@@ -60,20 +76,13 @@ def loyalty_summaries(
     zeros for those without points), in two queries per 500: what templates read for a
     campaign's or a scenario step's recipients."""
     ids = sorted({int(c) for c in customer_ids})
-    lots, acc = loyalty_lots.c, loyalty_accounts.c
     rows: dict[int, list[Any]] = {cid: [] for cid in ids}
     tiers: dict[int, tuple[str | None, datetime | None]] = {}
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        for row in conn.execute(
-            sa.select(
-                lots.customer_id, lots.remaining, lots.status, lots.activates_at, lots.expires_at
-            ).where(lots.customer_id.in_(chunk), lots.remaining > 0)
-        ):
+        for row in conn.execute(_LOTS, {"ids": chunk}):
             rows[int(row.customer_id)].append(row)
-        for cid, tier, since in conn.execute(
-            sa.select(acc.customer_id, acc.tier, acc.tier_since).where(acc.customer_id.in_(chunk))
-        ):
+        for cid, tier, since in conn.execute(_TIERS, {"ids": chunk}):
             tiers[int(cid)] = (tier, since)
     return {
         cid: {

@@ -172,6 +172,21 @@ def _release(engine: sa.Engine, campaign_id: int, me: str) -> None:
         log.exception("could not release the lease of campaign %s", campaign_id)
 
 
+# The worker asks these every tick; built once.
+_SCHEDULED = (
+    sa.select(campaigns.c.id)
+    .where(
+        campaigns.c.status == "scheduled",
+        sa.or_(
+            campaigns.c.send_at.is_(None),
+            campaigns.c.send_at <= sa.bindparam("now", type_=campaigns.c.send_at.type),
+        ),
+    )
+    .order_by(campaigns.c.send_at, campaigns.c.id)
+)
+_SENDING = sa.select(campaigns.c.id).where(campaigns.c.status == "sending").order_by(campaigns.c.id)
+
+
 def start_due_campaigns(
     engine: sa.Engine,
     clock: Clock,
@@ -185,15 +200,8 @@ def start_due_campaigns(
     ``sending`` with nobody at work on it (started by a request that died, or resumed after
     a crash). The worker calls this periodically."""
     now = clock.now()
-    c = campaigns.c
     with engine.connect() as conn:
-        due = list(
-            conn.execute(
-                sa.select(c.id)
-                .where(c.status == "scheduled", sa.or_(c.send_at.is_(None), c.send_at <= now))
-                .order_by(c.send_at, c.id)
-            ).scalars()
-        )
+        due = list(conn.execute(_SCHEDULED, {"now": now}).scalars())
     for campaign_id in due:
         try:
             with writing(engine) as conn:
@@ -209,9 +217,7 @@ def start_due_campaigns(
                 _, events = cancel_campaign(conn, int(campaign_id), now)
                 record(conn, events)
     with engine.connect() as conn:
-        sending = list(
-            conn.execute(sa.select(c.id).where(c.status == "sending").order_by(c.id)).scalars()
-        )
+        sending = list(conn.execute(_SENDING).scalars())
     return [
         send_campaign(
             engine,

@@ -66,6 +66,7 @@ from rapport.messaging.outbox import (
 )
 from rapport.messaging.suppressions import suppressed_reasons
 from rapport.store.engine import writing
+from rapport.store.fast import db_time, update_rows
 from rapport.store.tables import outbox
 
 log = logging.getLogger("rapport.dispatcher")
@@ -383,35 +384,19 @@ class Dispatcher:
         now = self.clock.now()
         report = DispatchReport(claimed=claimed)
         ids = [row.id for row, _ in items]
-        owned = set(
-            conn.execute(
-                sa.select(outbox.c.id)
-                .where(
-                    outbox.c.id.in_(ids),
-                    outbox.c.status == "sending",
-                    outbox.c.claimed_by == self.worker_id,
-                )
-                .with_for_update()
-            ).scalars()
-        )
-        params: list[dict[str, Any]] = []
+        owned = set(conn.execute(_OWNED, {"ids": ids, "worker": self.worker_id}).scalars())
+        changes: list[tuple[Any, ...]] = []  # (id, *the values of _FINISH)
         events: list[Event] = []
         follow: list[QueuedMessage] = []
+        at = db_time(conn, now)
         for row, outcome in items:
             if row.id not in owned:
                 report.lost += 1
                 continue
             status, error = outcome.status, outcome.error
-            change: dict[str, Any] = {
-                "b_id": row.id,
-                "b_provider_id": row.provider_id,
-                "b_error": error,
-                "b_sent_at": None,
-                "b_next": row.next_attempt_at,
-                "b_now": now,
-            }
+            provider_id, sent_at, next_at = row.provider_id, None, row.next_attempt_at
             if status == "sent":
-                change.update(b_provider_id=outcome.provider_id, b_sent_at=now)
+                provider_id, sent_at = outcome.provider_id, at
                 report.sent += 1
                 report.sent_ids.append(int(row.id))
                 events += event_for(row, SENT, provider_id=outcome.provider_id)
@@ -423,20 +408,20 @@ class Dispatcher:
                 events += event_for(row, SKIPPED, reason=error)
             elif status == "failed" and row.attempts < self.retry.max_attempts:
                 status = "failed"
-                change["b_next"] = now + self.retry.delay(row.attempts, self.rng)
+                next_at = now + self.retry.delay(row.attempts, self.rng)
                 report.retrying += 1
             else:  # failed on the last attempt, or abandoned by dying workers too often
                 status = "dead"
                 report.dead += 1
                 events += event_for(row, FAILED, reason=error, attempts=str(row.attempts))
-            change["b_status"] = status
-            params.append(change)
+            next_at = db_time(conn, next_at)
+            changes.append((row.id, status, provider_id, error, sent_at, next_at, None, None, at))
             if status in ("rejected", "skipped", "dead"):
                 nxt = next_in_chain(row)
                 if nxt is not None:
                     follow.append(nxt)
-        if params:
-            conn.execute(_FINISH, params)
+        # Set-based: one statement for the batch on PostgreSQL.
+        update_rows(conn, "outbox", "id", _FINISH, changes)
         if follow:
             events += enqueue(conn, follow, now)
         if events and self.record is not None:
@@ -460,19 +445,25 @@ class Dispatcher:
 
 _EXHAUSTED = "the workers sending it stopped before recording a result too many times"
 
-_FINISH = (
-    outbox.update()
-    .where(outbox.c.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("b_status"),
-        provider_id=sa.bindparam("b_provider_id"),
-        last_error=sa.bindparam("b_error"),
-        sent_at=sa.bindparam("b_sent_at"),
-        next_attempt_at=sa.bindparam("b_next"),
-        claimed_by=None,
-        claimed_until=None,
-        updated_at=sa.bindparam("b_now"),
+_OWNED = (
+    sa.select(outbox.c.id)
+    .where(
+        outbox.c.id.in_(sa.bindparam("ids", expanding=True)),
+        outbox.c.status == "sending",
+        outbox.c.claimed_by == sa.bindparam("worker"),
     )
+    .with_for_update()
+)
+# What finishing sets on each row: (column, its PostgreSQL type, the expression).
+_FINISH = (
+    ("status", "text", "{new}"),
+    ("provider_id", "text", "{new}"),
+    ("last_error", "text", "{new}"),
+    ("sent_at", "timestamptz", "{new}"),
+    ("next_attempt_at", "timestamptz", "{new}"),
+    ("claimed_by", "text", "{new}"),
+    ("claimed_until", "timestamptz", "{new}"),
+    ("updated_at", "timestamptz", "{new}"),
 )
 
 

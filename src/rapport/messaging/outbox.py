@@ -163,11 +163,10 @@ def enqueue(conn: sa.Connection, messages: Sequence[QueuedMessage], now: datetim
         rows.setdefault(msg.idempotency_key, _row(msg, now))  # validate all before writing
     if not rows:
         return []
-    stmt = upsert(conn, outbox).on_conflict_do_nothing(index_elements=["idempotency_key"])
     # The inserted rows' ids and what their events carry, not the bodies just written
     # (~45 KB for a campaign e-mail, copied back for nothing).
     inserted = sorted(
-        conn.execute(stmt.returning(*_EVENT_COLUMNS), list(rows.values())).all(),
+        conn.execute(_insert(conn), list(rows.values())).all(),
         key=lambda r: r.id,
     )
     events: list[Event] = []
@@ -201,6 +200,21 @@ _EVENT_COLUMNS = (
     outbox.c.last_error,
     outbox.c.fallback,
 )
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert(conn: sa.Connection) -> Any:
+    """The outbox's INSERT ... ON CONFLICT DO NOTHING RETURNING, built once per store."""
+    stmt = _INSERTS.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _INSERTS[conn.dialect.name] = (
+            upsert(conn, outbox)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(*_EVENT_COLUMNS)
+        )
+    return stmt
 
 
 def next_in_chain(row: Any) -> QueuedMessage | None:
@@ -272,7 +286,7 @@ _CLAIM_UNDO = (
 )
 
 # What makes a row of each status due: its time has come, or its lease expired.
-_DUE: tuple[tuple[str, Callable[[datetime], sa.ColumnElement[bool]]], ...] = (
+_DUE: tuple[tuple[str, Callable[[Any], sa.ColumnElement[bool]]], ...] = (
     ("queued", lambda now: outbox.c.next_attempt_at <= now),
     ("failed", lambda now: outbox.c.next_attempt_at <= now),
     ("sending", lambda now: outbox.c.claimed_until < now),
@@ -309,14 +323,8 @@ def claim_due(
     by id on SQLite (the rowid ends every index entry), by storage position on PostgreSQL.
     """
     found: list[Any] = []
-    for status, due_now in _DUE:
-        found += conn.execute(
-            sa.select(outbox.c.id, outbox.c.next_attempt_at, *_CLAIM_UNDO)
-            .where(outbox.c.channel == channel, outbox.c.status == status, due_now(now))
-            .order_by(outbox.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+    for select in _DUE_SELECTS:
+        found += conn.execute(select, {"channel": channel, "now": now, "limit": limit}).all()
     if not found:
         return []
     found.sort(key=lambda r: (r.next_attempt_at, r.id))
@@ -324,21 +332,36 @@ def claim_due(
     if previous is not None:
         for r in found[:limit]:
             previous[r.id] = {c.name: getattr(r, c.name) for c in _CLAIM_UNDO}
-    due = sa.or_(*(sa.and_(outbox.c.status == status, due_now(now)) for status, due_now in _DUE))
-    return list(
-        conn.execute(
-            outbox.update()
-            .where(outbox.c.id.in_(ids), due)
-            .values(
-                status="sending",
-                attempts=outbox.c.attempts + 1,
-                claimed_by=worker_id,
-                claimed_until=lease_until,
-                updated_at=now,
-            )
-            .returning(*outbox.c)
-        ).all()
+    values = {"ids": ids, "now": now, "worker": worker_id, "lease": lease_until}
+    return list(conn.execute(_CLAIM, values).all())
+
+
+# The statements of a claim, built once: a claim runs every tick of every dispatcher, and
+# building and keying the statements cost more than SQLite took to run them.
+_NOW = sa.bindparam("now", type_=outbox.c.next_attempt_at.type)
+_DUE_SELECTS = tuple(
+    sa.select(outbox.c.id, outbox.c.next_attempt_at, *_CLAIM_UNDO)
+    .where(outbox.c.channel == sa.bindparam("channel"), outbox.c.status == status, due_now(_NOW))
+    .order_by(outbox.c.next_attempt_at)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+    for status, due_now in _DUE
+)
+_CLAIM = (
+    outbox.update()
+    .where(
+        outbox.c.id.in_(sa.bindparam("ids", expanding=True)),
+        sa.or_(*(sa.and_(outbox.c.status == status, due_now(_NOW)) for status, due_now in _DUE)),
     )
+    .values(
+        status="sending",
+        attempts=outbox.c.attempts + 1,
+        claimed_by=sa.bindparam("worker", type_=outbox.c.claimed_by.type),
+        claimed_until=sa.bindparam("lease", type_=outbox.c.claimed_until.type),
+        updated_at=_NOW,
+    )
+    .returning(*outbox.c)
+)
 
 
 def release(
@@ -373,13 +396,17 @@ def unsubscribed(conn: sa.Connection, rows: Sequence[Any]) -> set[tuple[int, str
     if not customers:
         return set()
     found = conn.execute(
-        sa.select(consents.c.customer_id, consents.c.channel).where(
-            consents.c.customer_id.in_(customers),
-            consents.c.channel.in_({r.channel for r in rows}),
-            consents.c.status == "unsubscribed",
-        )
+        _UNSUBSCRIBED,
+        {"customers": sorted(customers), "channels": sorted({r.channel for r in rows})},
     )
     return {(int(cid), str(channel)) for cid, channel in found}
+
+
+_UNSUBSCRIBED = sa.select(consents.c.customer_id, consents.c.channel).where(
+    consents.c.customer_id.in_(sa.bindparam("customers", expanding=True)),
+    consents.c.channel.in_(sa.bindparam("channels", expanding=True)),
+    consents.c.status == "unsubscribed",
+)
 
 
 # -- operator queries ----------------------------------------------------------------

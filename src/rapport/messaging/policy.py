@@ -27,12 +27,14 @@ control group, caps, quiet hours and the consent requirement, but not an explici
 address.
 
 :func:`decide` answers for a whole batch in a handful of queries, independent of its size:
-campaigns call it for a thousand customers at a time.
+campaigns call it for a thousand customers at a time. It reads what the rules need
+(:class:`Seen`) and :func:`judge` applies them without a query, so a caller that read once
+for many small groups (``policy_round``, a round of scenario sends) answers each from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -213,13 +215,15 @@ def load_policy(conn: sa.Connection) -> Policy:
 
 def load_settings(conn: sa.Connection) -> tuple[Policy, GlobalControl]:
     """The policy and the global control group in one query (both are read per decision)."""
-    k = app_settings.c
-    stored = dict(
-        conn.execute(sa.select(k.key, k.value).where(k.key.in_((SETTING, holdout.SETTING)))).all()
-    )
+    stored = dict(conn.execute(_SETTINGS).all())
     doc = stored.get(SETTING)
     policy = Policy() if doc is None else Policy.model_validate(doc)
     return policy, control_from(stored.get(holdout.SETTING))
+
+
+_SETTINGS = sa.select(app_settings.c.key, app_settings.c.value).where(
+    app_settings.c.key.in_((SETTING, holdout.SETTING))
+)
 
 
 def save_policy(conn: sa.Connection, doc: Any, now: datetime) -> Policy:
@@ -261,15 +265,9 @@ class Reachable:
 
 def customer_facts(conn: sa.Connection, ids: Sequence[int]) -> dict[int, Reachable]:
     """Live customers among ``ids`` (merged and erased profiles are left out)."""
-    c = customers.c
     found: dict[int, Reachable] = {}
     for part in _batches(ids):
-        rows = conn.execute(
-            sa.select(c.id, c.timezone, c.email, c.phone).where(
-                c.id.in_(part), c.merged_into.is_(None), c.erased_at.is_(None)
-            )
-        )
-        for row in rows:
+        for row in conn.execute(_FACTS, {"ids": part}):
             found[int(row.id)] = Reachable(row.timezone, row.email, row.phone)
     return found
 
@@ -346,14 +344,11 @@ def _addresses(
 # -- the decision --------------------------------------------------------------------
 
 
-def _consents(conn: sa.Connection, ids: Sequence[int], channel: str) -> dict[int, str]:
+def consent_statuses(conn: sa.Connection, ids: Sequence[int], channel: str) -> dict[int, str]:
+    """Each customer's recorded consent on ``channel`` (none: left out)."""
     out: dict[int, str] = {}
     for part in _batches(ids):
-        rows = conn.execute(
-            sa.select(consents.c.customer_id, consents.c.status).where(
-                consents.c.channel == channel, consents.c.customer_id.in_(part)
-            )
-        )
+        rows = conn.execute(_CONSENTS, {"channel": channel, "ids": part})
         out.update({int(cid): str(status) for cid, status in rows})
     return out
 
@@ -376,30 +371,64 @@ def recent_counts(
     ]
     if not starts:
         return {}
-    o = outbox.c
-    one, zero = sa.literal(1), sa.literal(0)
-    on_channel: sa.ColumnElement[Any] = zero
-    if channel_cap is not None:
-        since = now - timedelta(days=channel_cap.days)
-        on_channel = sa.case((sa.and_(o.channel == channel, o.created_at > since), one), else_=zero)
-    everywhere: sa.ColumnElement[Any] = zero
-    if global_cap is not None:
-        since = now - timedelta(days=global_cap.days)
-        everywhere = sa.case((o.created_at > since, one), else_=zero)
+    # A window that is not capped starts at ``now``: nothing created up to now is after it.
+    params = {
+        "channel": channel,
+        "since_channel": now if channel_cap is None else now - timedelta(days=channel_cap.days),
+        "since_all": now if global_cap is None else now - timedelta(days=global_cap.days),
+        "start": min(starts),
+        "now": now,
+    }
     out: dict[int, tuple[int, int]] = {}
     for part in _batches(ids):
-        rows = conn.execute(
-            sa.select(o.customer_id, sa.func.sum(on_channel), sa.func.sum(everywhere))
-            .where(
-                o.customer_id.in_(part),
-                o.status != "skipped",
-                o.created_at > min(starts),
-                o.created_at <= now,
-            )
-            .group_by(o.customer_id)
-        )
+        rows = conn.execute(_RECENT, {**params, "ids": part})
         out.update({int(cid): (int(a or 0), int(b or 0)) for cid, a, b in rows})
     return out
+
+
+# The statements every decision runs, built once: building and keying a statement cost
+# several times what the store took to answer it, and scenario steps decide in small
+# groups many times a minute.
+def _moment(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=outbox.c.created_at.type)
+
+
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_FACTS = sa.select(
+    customers.c.id, customers.c.timezone, customers.c.email, customers.c.phone
+).where(
+    customers.c.id.in_(_IDS), customers.c.merged_into.is_(None), customers.c.erased_at.is_(None)
+)
+_CONSENTS = sa.select(consents.c.customer_id, consents.c.status).where(
+    consents.c.channel == sa.bindparam("channel"), consents.c.customer_id.in_(_IDS)
+)
+_ONE: sa.ColumnElement[Any] = sa.literal_column("1")
+_ZERO: sa.ColumnElement[Any] = sa.literal_column("0")
+_RECENT = (
+    sa.select(
+        outbox.c.customer_id,
+        sa.func.sum(
+            sa.case(
+                (
+                    sa.and_(
+                        outbox.c.channel == sa.bindparam("channel"),
+                        outbox.c.created_at > _moment("since_channel"),
+                    ),
+                    _ONE,
+                ),
+                else_=_ZERO,
+            )
+        ),
+        sa.func.sum(sa.case((outbox.c.created_at > _moment("since_all"), _ONE), else_=_ZERO)),
+    )
+    .where(
+        outbox.c.customer_id.in_(_IDS),
+        outbox.c.status != "skipped",
+        outbox.c.created_at > _moment("start"),
+        outbox.c.created_at <= _moment("now"),
+    )
+    .group_by(outbox.c.customer_id)
+)
 
 
 def decide(
@@ -436,64 +465,120 @@ def decide(
     if policy is None and control is None and priority == "marketing":
         policy, control = load_settings(conn)
     policy = policy or load_policy(conn)
-    rules = policy.rules(channel)
     marketing = priority == "marketing"
+    if marketing and control is None:
+        control = holdout.global_control(conn)
     facts = customer_facts(conn, ids) if facts is None else facts
-    out: dict[int, Decision] = {
-        cid: Decision(False, "customer does not exist") for cid in ids if cid not in facts
-    }
     alive = [cid for cid in ids if cid in facts]
+    refused = control_refusals(alive, control) if marketing else set()
+    left = [cid for cid in alive if cid not in refused]
+    blocked = suppressed_customers(conn, channel, {cid: facts[cid] for cid in left})
+    left = [cid for cid in left if cid not in blocked]
+    rules = policy.rules(channel)
+    status = consent_statuses(conn, left, channel) if needs_consents(rules, channel) else {}
+    left = [c for c in left if _consent_refusal(status.get(c), channel, rules, marketing) is None]
+    counts: dict[int, tuple[int, int]] = {}
+    if marketing and (rules.cap is not None or policy.global_cap is not None):
+        counts = recent_counts(conn, left, channel, now, rules.cap, policy.global_cap)
+    seen = Seen(facts, refused, blocked, status, counts)
+    return judge(ids, channel, now, priority, rank, policy, seen, at)
 
-    if marketing:
-        control = holdout.global_control(conn) if control is None else control
-        if control.enabled:
-            for cid in alive:
-                if in_global_control(cid, control):
-                    out[cid] = Decision(False, GLOBAL_CONTROL)
 
+@dataclass(frozen=True)
+class Seen:
+    """What a decision read from the store, for the customers it is about: their facts
+    (:func:`customer_facts`), who is in the global control group, whose address on the
+    channel is suppressed, their consent on it and their counts for the caps."""
+
+    facts: Mapping[int, Reachable]
+    in_control: Collection[int]
+    suppressed: Collection[int]
+    consents: Mapping[int, str]
+    counts: Mapping[int, tuple[int, int]]
+
+
+def control_refusals(ids: Sequence[int], control: GlobalControl | None) -> set[int]:
+    """Who among ``ids`` is in the global control group."""
+    if control is None or not control.enabled:
+        return set()
+    return {cid for cid in ids if in_global_control(cid, control)}
+
+
+def suppressed_customers(
+    conn: sa.Connection, channel: str, facts: Mapping[int, Reachable]
+) -> set[int]:
+    """The customers one of whose addresses on ``channel`` is suppressed."""
     addresses = _addresses(conn, channel, facts)
     blocked = suppressed_addresses(conn, channel, [a for v in addresses.values() for a in v])
-    if blocked:
-        for cid in alive:
-            if cid not in out and any(a in blocked for a in addresses.get(cid, ())):
-                out[cid] = Decision(False, f"{channel} address is suppressed")
+    if not blocked:
+        return set()
+    return {cid for cid, found in addresses.items() if any(a in blocked for a in found)}
 
-    if rules.require_consent or channel in CUSTOMER_CHANNELS:
-        status = _consents(conn, [c for c in alive if c not in out], channel)
-        for cid in alive:
-            if cid in out:
-                continue
-            said = status.get(cid)
-            if said == "unsubscribed":
-                out[cid] = Decision(False, f"unsubscribed from {channel}")
-            elif marketing and rules.require_consent and said != "subscribed":
-                what = "pending" if said == "pending" else "no"
-                out[cid] = Decision(False, f"{what} consent for {channel}")
 
-    if marketing and (rules.cap is not None or policy.global_cap is not None):
-        left = [c for c in alive if c not in out]
-        counts = recent_counts(conn, left, channel, now, rules.cap, policy.global_cap)
-        for cid in left:
-            mine, total = counts.get(cid, (0, 0))
-            refused = rules.cap.refusal(mine, rank, f"{channel} ") if rules.cap else None
-            if refused is None and policy.global_cap is not None:
-                refused = policy.global_cap.refusal(total, rank, "")
-            if refused is not None:
-                out[cid] = Decision(False, refused)
+def needs_consents(rules: ChannelRules, channel: str) -> bool:
+    return rules.require_consent or channel in CUSTOMER_CHANNELS
 
+
+def judge(
+    ids: Sequence[int],
+    channel: str,
+    now: datetime,
+    priority: str,
+    rank: int,
+    policy: Policy,
+    seen: Seen,
+    at: Mapping[int, datetime] | None = None,
+) -> dict[int, Decision]:
+    """The rules applied, in order, to what :class:`Seen` holds: no query."""
+    rules = policy.rules(channel)
+    marketing = priority == "marketing"
+    out: dict[int, Decision] = {}
     quiet = policy.quiet_hours
-    for cid in alive:
-        if cid in out:
-            continue
-        if marketing and quiet is not None and channel in quiet.channels:
-            zone = zone_of(facts[cid].timezone, policy.default_timezone)
+    for cid in ids:
+        facts = seen.facts.get(cid)
+        if facts is None:
+            out[cid] = Decision(False, "customer does not exist")
+        elif marketing and cid in seen.in_control:
+            out[cid] = Decision(False, GLOBAL_CONTROL)
+        elif cid in seen.suppressed:
+            out[cid] = Decision(False, f"{channel} address is suppressed")
+        elif (refusal := _consent_refusal(seen.consents.get(cid), channel, rules, marketing)) or (
+            marketing and (refusal := _cap_refusal(seen.counts.get(cid), channel, rank, policy))
+        ):
+            out[cid] = Decision(False, refusal)
+        elif marketing and quiet is not None and channel in quiet.channels:
+            zone = zone_of(facts.timezone, policy.default_timezone)
             moment = (at or {}).get(cid) or now
             until = quiet_until(max(moment, now), quiet, zone)
-            if until is not None:
-                if quiet.action == "skip":
-                    out[cid] = Decision(False, "quiet hours")
-                else:
-                    out[cid] = Decision(True, send_at=until)
-                continue
-        out[cid] = ALLOW
-    return {cid: out[cid] for cid in ids}
+            if until is None:
+                out[cid] = ALLOW
+            elif quiet.action == "skip":
+                out[cid] = Decision(False, "quiet hours")
+            else:
+                out[cid] = Decision(True, send_at=until)
+        else:
+            out[cid] = ALLOW
+    return out
+
+
+def _consent_refusal(
+    said: str | None, channel: str, rules: ChannelRules, marketing: bool
+) -> str | None:
+    if not needs_consents(rules, channel):
+        return None
+    if said == "unsubscribed":
+        return f"unsubscribed from {channel}"
+    if marketing and rules.require_consent and said != "subscribed":
+        return f"{'pending' if said == 'pending' else 'no'} consent for {channel}"
+    return None
+
+
+def _cap_refusal(
+    counts: tuple[int, int] | None, channel: str, rank: int, policy: Policy
+) -> str | None:
+    mine, total = counts or (0, 0)
+    cap = policy.rules(channel).cap
+    refused = cap.refusal(mine, rank, f"{channel} ") if cap is not None else None
+    if refused is None and policy.global_cap is not None:
+        refused = policy.global_cap.refusal(total, rank, "")
+    return refused

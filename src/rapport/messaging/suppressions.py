@@ -183,14 +183,15 @@ def suppressed_reasons(conn: sa.Connection, rows: Sequence[Any]) -> dict[int, st
 def _present(conn: sa.Connection, channel: str, addresses: set[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(sorted(addresses)):
-        found.update(
-            conn.execute(
-                sa.select(suppressions.c.address).where(
-                    suppressions.c.channel == channel, suppressions.c.address.in_(chunk)
-                )
-            ).scalars()
-        )
+        found.update(conn.execute(_PRESENT, {"channel": channel, "addresses": chunk}).scalars())
     return found
+
+
+# Built once: the policy asks for every group of messages it decides.
+_PRESENT = sa.select(suppressions.c.address).where(
+    suppressions.c.channel == sa.bindparam("channel"),
+    suppressions.c.address.in_(sa.bindparam("addresses", expanding=True)),
+)
 
 
 def _chunks(items: list[str]) -> Iterable[list[str]]:

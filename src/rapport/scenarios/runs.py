@@ -82,16 +82,12 @@ def start_runs(conn: sa.Connection, starts: list[Start], now: datetime) -> list[
     runs, whatever the number of starts (a schedule trigger starts a whole segment)."""
     if not starts:
         return []
-    r = scenario_runs.c
     customers_ = sorted({s.customer_id for s in starts})
     ids = sorted({s.scenario_id for s in starts})
     previous: dict[tuple[int, int], list[Any]] = {}
     for part in range(0, len(customers_), _IN_BATCH):
-        for row in conn.execute(
-            sa.select(r.scenario_id, r.customer_id, r.entity_key, r.status, r.started_at).where(
-                r.customer_id.in_(customers_[part : part + _IN_BATCH]), r.scenario_id.in_(ids)
-            )
-        ):
+        chunk = customers_[part : part + _IN_BATCH]
+        for row in conn.execute(_EARLIER, {"customers": chunk, "scenarios": ids}):
             previous.setdefault((row.scenario_id, row.customer_id), []).append(row)
     allowed: list[Start] = []
     taken: set[tuple[int, int, str]] = set()
@@ -114,7 +110,7 @@ def start_runs(conn: sa.Connection, starts: list[Start], now: datetime) -> list[
     if not allowed:
         return []
     rows = conn.execute(
-        scenario_runs.insert().returning(*scenario_runs.c, sort_by_parameter_order=True),
+        _INSERT,
         [
             {
                 "scenario_id": s.scenario_id,
@@ -137,6 +133,21 @@ def start_runs(conn: sa.Connection, starts: list[Start], now: datetime) -> list[
         run.note(s.scenario.first, "entered")
         made.append(run)
     return made
+
+
+# What starting runs reads and writes, built once: every event batch that triggers a
+# scenario starts runs, and building the statements cost more than running them.
+_EARLIER = sa.select(
+    scenario_runs.c.scenario_id,
+    scenario_runs.c.customer_id,
+    scenario_runs.c.entity_key,
+    scenario_runs.c.status,
+    scenario_runs.c.started_at,
+).where(
+    scenario_runs.c.customer_id.in_(sa.bindparam("customers", expanding=True)),
+    scenario_runs.c.scenario_id.in_(sa.bindparam("scenarios", expanding=True)),
+)
+_INSERT = scenario_runs.insert().returning(*scenario_runs.c, sort_by_parameter_order=True)
 
 
 def end(run: Run, status: str, reason: str) -> None:
@@ -252,16 +263,23 @@ def claim_due(conn: sa.Connection, now: datetime, limit: int) -> list[Run]:
 
 
 def _claim(conn: sa.Connection, status: str, now: datetime, limit: int) -> list[Run]:
-    r = scenario_runs.c
-    rows = conn.execute(
-        sa.select(scenario_runs)
-        .join(scenarios, scenarios.c.id == r.scenario_id)
-        .where(r.status == status, r.wake_at <= now, scenarios.c.status == "active")
-        .order_by(r.wake_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=scenario_runs)
-    )
+    rows = conn.execute(_CLAIM, {"status": status, "now": now, "limit": limit})
     return [Run.of(row) for row in rows]
+
+
+# Built once: every tick of the worker claims.
+_CLAIM = (
+    sa.select(scenario_runs)
+    .join(scenarios, scenarios.c.id == scenario_runs.c.scenario_id)
+    .where(
+        scenario_runs.c.status == sa.bindparam("status"),
+        scenario_runs.c.wake_at <= sa.bindparam("now", type_=scenario_runs.c.wake_at.type),
+        scenarios.c.status == "active",
+    )
+    .order_by(scenario_runs.c.wake_at)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True, of=scenario_runs)
+)
 
 
 def _unindexed(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
@@ -279,13 +297,22 @@ def _unindexed(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
 def live_runs(
     conn: sa.Connection, customer_ids: list[int], scenario_ids: list[int] | None = None
 ) -> list[Run]:
-    r = scenario_runs.c
-    query = sa.select(scenario_runs).where(
-        r.customer_id.in_(customer_ids), _unindexed(r.status).in_(LIVE)
+    if scenario_ids is None:
+        rows = conn.execute(_LIVE, {"customers": customer_ids})
+    else:
+        rows = conn.execute(_LIVE_OF, {"customers": customer_ids, "scenarios": scenario_ids})
+    return [Run.of(row) for row in rows]
+
+
+_LIVE = (
+    sa.select(scenario_runs)
+    .where(
+        scenario_runs.c.customer_id.in_(sa.bindparam("customers", expanding=True)),
+        _unindexed(scenario_runs.c.status).in_(LIVE),
     )
-    if scenario_ids is not None:
-        query = query.where(r.scenario_id.in_(scenario_ids))
-    return [Run.of(row) for row in conn.execute(query.order_by(r.id))]
+    .order_by(scenario_runs.c.id)
+)
+_LIVE_OF = _LIVE.where(scenario_runs.c.scenario_id.in_(sa.bindparam("scenarios", expanding=True)))
 
 
 def recently_done(

@@ -4,11 +4,18 @@ A send consults the communication policy, composes the message and puts it in th
 under the key ``run:{run}:step:{step}`` (with the visit number when a loop returns to a
 step), in the caller's transaction. What the policy refused is enqueued as a skipped row
 with its reason, so it is on the card's timeline like every other message status.
+
+The groups of one round share a :class:`SendRound`: each template is looked up once, and
+the global policy reads what all the round's decisions need at once
+(:class:`~rapport.messaging.policy_round.PolicyRound`) instead of a handful of queries
+per group; the groups are still decided one after the other, each counting what the ones
+before it queued.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +24,13 @@ import sqlalchemy as sa
 from rapport.loyalty.summary import loyalty_summaries
 from rapport.messaging.compose import Origin, Recipient, compose_many
 from rapport.messaging.outbox import Event, Fallback, QueuedMessage, enqueue
+from rapport.messaging.policy import Decision
+from rapport.messaging.policy_round import PolicyRound
+from rapport.messaging.templates.store import StoredTemplate
 from rapport.recommend.blocks import products_for
 from rapport.scenarios.model import Scenario, Step
 from rapport.scenarios.runs import Run
-from rapport.scenarios.step_context import StepContext
+from rapport.scenarios.step_context import StepContext, policy_decide
 
 
 @dataclass
@@ -62,14 +72,76 @@ def one_per_customer(items: list[PendingSend]) -> list[list[PendingSend]]:
     return parts
 
 
+@dataclass
+class SendRound:
+    """What the send groups of one round share: the templates they use, looked up once,
+    and the global policy's reads for all of them (None: the context's own ``decide``, a
+    test's or a dry run's, is asked group by group)."""
+
+    ctx: StepContext
+    now: datetime
+    policy: PolicyRound | None = None
+    templates: dict[int | str, StoredTemplate | None] = field(default_factory=dict)
+
+    def template(self, conn: sa.Connection, ref: int | str) -> StoredTemplate | None:
+        if ref not in self.templates:
+            self.templates[ref] = self.ctx.template(conn, ref)
+        return self.templates[ref]
+
+    def consult(
+        self, conn: sa.Connection, ids: list[int], channel: str, transactional: bool, rank: int
+    ) -> dict[int, Decision]:
+        if self.policy is None:
+            return self.ctx.consult(conn, ids, channel, self.now, transactional, rank)
+        kind = "transactional" if transactional else "marketing"
+        return self.policy.decide(ids, channel, kind, rank=rank)
+
+    def queued(self, events: list[Event]) -> list[Event]:
+        """Count what was just queued towards the caps; the events, unchanged."""
+        if self.policy is not None:
+            self.policy.queued(events)
+        return events
+
+
+def send_groups(
+    conn: sa.Connection, ctx: StepContext, groups: Sequence[list[PendingSend]], now: datetime
+) -> list[Event]:
+    """The groups of one round in the order given, each customer once per part (see
+    :func:`one_per_customer`), with one template lookup and one policy read for all."""
+    round_ = SendRound(ctx, now)
+    if ctx.decide is policy_decide:
+        wanted: dict[str, list[int]] = {}
+        for items in groups:
+            send = items[0].step.send
+            assert send is not None
+            template = round_.template(conn, send.template)
+            if template is None:
+                continue
+            ids = [i.run.customer_id for i in items]
+            wanted.setdefault(send.channel or template.channel, []).extend(ids)
+            for spec in send.fallback:
+                wanted.setdefault(spec.channel, []).extend(ids)
+        round_.policy = PolicyRound(conn, now, wanted)
+    events: list[Event] = []
+    for items in groups:
+        for part in one_per_customer(items):
+            events.extend(send_many(conn, ctx, part, now, round_))
+    return events
+
+
 def send_many(
-    conn: sa.Connection, ctx: StepContext, items: list[PendingSend], now: datetime
+    conn: sa.Connection,
+    ctx: StepContext,
+    items: list[PendingSend],
+    now: datetime,
+    round_: SendRound | None = None,
 ) -> list[Event]:
     """The messages of one send step (of one scenario version and variant) for many runs."""
+    round_ = round_ or SendRound(ctx, now)
     send = items[0].step.send
     assert send is not None
     step_id = items[0].step.id
-    template = ctx.template(conn, send.template)
+    template = round_.template(conn, send.template)
     if template is None:
         for item in items:
             item.run.note(step_id, "skipped", f"template {send.template!r} no longer exists")
@@ -77,10 +149,10 @@ def send_many(
     channel = send.channel or template.channel
     scenario_id = items[0].run.scenario_id
     ids, rank = [i.run.customer_id for i in items], items[0].rank
-    decisions = ctx.consult(conn, ids, channel, now, send.transactional, rank)
+    decisions = round_.consult(conn, ids, channel, send.transactional, rank)
     origin = Origin(scenario_id=scenario_id, step=step_id, variant=items[0].variant)
     loyalty = _loyalty(conn, items, now)
-    chains = _fallback_chains(conn, ctx, items, origin, now, loyalty)
+    chains = _fallback_chains(conn, round_, items, origin, now, loyalty)
     messages: dict[str, QueuedMessage] = {}
     allowed: list[PendingSend] = []
     for item in items:
@@ -102,7 +174,7 @@ def send_many(
         )
         run.note(step_id, "skipped", decision.reason)
     if not allowed:
-        return enqueue(conn, list(messages.values()), now)
+        return round_.queued(enqueue(conn, list(messages.values()), now))
     blocks = _product_blocks(conn, send, allowed, now)
     composed = compose_many(
         conn,
@@ -134,7 +206,7 @@ def send_many(
             item.run.note(step_id, "deferred", f"until {send_at.isoformat()}")
         else:
             item.run.note(step_id, "sent")
-    return enqueue(conn, [messages[i.key] for i in items], now)
+    return round_.queued(enqueue(conn, [messages[i.key] for i in items], now))
 
 
 def _trigger(run: Run) -> dict[str, Any]:
@@ -173,7 +245,7 @@ def _product_blocks(
 
 def _fallback_chains(
     conn: sa.Connection,
-    ctx: StepContext,
+    round_: SendRound,
     items: list[PendingSend],
     origin: Origin,
     now: datetime,
@@ -187,10 +259,10 @@ def _fallback_chains(
     chains: dict[str, list[Fallback]] = {}
     ids = [i.run.customer_id for i in items]
     for spec in send.fallback:
-        template = ctx.template(conn, spec.template)
+        template = round_.template(conn, spec.template)
         if template is None:
             continue
-        decisions = ctx.consult(conn, ids, spec.channel, now, send.transactional, items[0].rank)
+        decisions = round_.consult(conn, ids, spec.channel, send.transactional, items[0].rank)
         allowed = [i for i in items if decisions[i.run.customer_id].allowed]
         composed = compose_many(
             conn,
@@ -205,7 +277,7 @@ def _fallback_chains(
                 for i in allowed
             ],
             now=now,
-            tracking=ctx.tracking(),
+            tracking=round_.ctx.tracking(),
             origin=origin,
             channel=spec.channel,
         )

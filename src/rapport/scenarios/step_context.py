@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from rapport.messaging.compose import Tracking
 from rapport.messaging.outbox import Event
 from rapport.messaging.policy import DEFAULT_RANK, Decision, decide
-from rapport.messaging.templates.store import StoredTemplate, get_template
-from rapport.scenarios.store import resolve_template
+from rapport.messaging.templates.store import StoredTemplate, get_template, template_stamps
+from rapport.scenarios.store import resolve_ref
 
 
 class Recorder(Protocol):
@@ -84,7 +84,14 @@ class StepContext:
         return self.decide(conn, ids, channel, now, transactional)
 
     def template(self, conn: sa.Connection, ref: int | str) -> StoredTemplate | None:
-        tid = resolve_template(conn, ref)
+        """The template ``ref`` names (id or name), None when there is none. One light
+        query; the row with its compiled bodies is read again only when the template is
+        new to this context or changed since (its name, version or last change differ)."""
+        stamps = template_stamps(conn)
+        tid = resolve_ref(ref, {name: tid for tid, (name, _, _) in stamps.items()})
         if tid is None:
             return None
-        return get_template(conn, tid)
+        cached = self._templates.get(tid)
+        if cached is None or (cached.name, cached.version, cached.updated_at) != stamps[tid]:
+            cached = self._templates[tid] = get_template(conn, tid)
+        return cached

@@ -23,7 +23,7 @@ from rapport.loyalty.coupons.errors import CouponError
 from rapport.messaging.outbox import CLICKED, DELIVERED, OPENED, Event, QueuedMessage, enqueue
 from rapport.scenarios.model import Scenario, Step
 from rapport.scenarios.runs import Run, end
-from rapport.scenarios.sending import PendingSend, message_key, one_per_customer, reached, send_many
+from rapport.scenarios.sending import PendingSend, message_key, reached, send_groups, send_many
 from rapport.scenarios.step_context import StepContext
 from rapport.scenarios.store import resolve_segment
 from rapport.segments.evaluator import evaluate
@@ -81,9 +81,9 @@ def advance_many(
                 going.append((scenario, run))
         # Higher priority first when frequency caps collide; sorted() is stable, so equal
         # priorities keep the order the runs came in (first come, first served).
-        for items in sorted(sends.values(), key=lambda group: -group[0].rank):
-            for part in one_per_customer(items):
-                events.extend(send_many(conn, ctx, part, now))
+        if sends:
+            groups = sorted(sends.values(), key=lambda group: -group[0].rank)
+            events.extend(send_groups(conn, ctx, groups, now))
         moving = going
     for _, run in moving:
         if run.status == "active":
@@ -160,9 +160,7 @@ def _wait(
 def _next_in_window(conn: sa.Connection, customer_id: int, window: str, now: datetime) -> datetime:
     """Now if the customer's local time is inside ``HH:MM-HH:MM``, else the window's next
     start, in UTC. A window that wraps midnight (21:00-09:00) is allowed."""
-    tz_name = conn.execute(
-        sa.select(customers.c.timezone).where(customers.c.id == customer_id)
-    ).scalar_one_or_none()
+    tz_name = conn.execute(_TIMEZONE, {"id": customer_id}).scalar_one_or_none()
     try:
         zone = ZoneInfo(tz_name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -179,6 +177,9 @@ def _next_in_window(conn: sa.Connection, customer_id: int, window: str, now: dat
     return datetime.combine(day, start, zone).astimezone(now.tzinfo)
 
 
+_TIMEZONE = sa.select(customers.c.timezone).where(customers.c.id == sa.bindparam("id"))
+
+
 def _outcome(conn: sa.Connection, run: Run, step_id: str, outcome: str) -> bool:
     """Did the message an earlier send step queued reach ``outcome`` (opened, …)?"""
     key = run.context.get("sent", {}).get(step_id)
@@ -186,13 +187,16 @@ def _outcome(conn: sa.Connection, run: Run, step_id: str, outcome: str) -> bool:
         return False
     name = OUTCOME_EVENTS[outcome]
     rows = conn.execute(
-        sa.select(events.c.properties).where(
-            events.c.customer_id == run.customer_id,
-            events.c.name == name,
-            events.c.occurred_at >= run.started_at,
-        )
+        _OUTCOMES, {"customer": run.customer_id, "name": name, "since": run.started_at}
     ).scalars()
     return any((props or {}).get("message_id") == key for props in rows)
+
+
+_OUTCOMES = sa.select(events.c.properties).where(
+    events.c.customer_id == sa.bindparam("customer"),
+    events.c.name == sa.bindparam("name"),
+    events.c.occurred_at >= sa.bindparam("since", type_=events.c.occurred_at.type),
+)
 
 
 def _bucket(*parts: object) -> float:

@@ -111,6 +111,11 @@ def _resolve(ref: int | str, names: dict[str, int]) -> int | None:
     return names.get(ref)
 
 
+def resolve_ref(ref: int | str, names: dict[str, int]) -> int | None:
+    """The id ``ref`` names among ``names`` (name → id): an id, a digit string or a name."""
+    return _resolve(ref, names)
+
+
 def resolve_template(conn: sa.Connection, ref: int | str) -> int | None:
     return _resolve(ref, _names(conn, templates))
 

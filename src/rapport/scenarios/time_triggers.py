@@ -207,12 +207,15 @@ def _claim(conn: sa.Connection, live: Live) -> bool:
     """Lock the scenario's row for this transaction; False when another worker holds it,
     or when the scenario was paused or edited since the index was read (the next scan,
     on a fresh index, picks it up again)."""
-    row = conn.execute(
-        sa.select(scenarios.c.status, scenarios.c.version)
-        .where(scenarios.c.id == live.id)
-        .with_for_update(skip_locked=True)
-    ).first()
+    row = conn.execute(_LOCK, {"id": live.id}).first()
     return row is not None and row.status == "active" and int(row.version) == live.version
+
+
+_LOCK = (
+    sa.select(scenarios.c.status, scenarios.c.version)
+    .where(scenarios.c.id == sa.bindparam("id"))
+    .with_for_update(skip_locked=True)
+)
 
 
 def _always(value: Any) -> Callable[[Any], Any]:

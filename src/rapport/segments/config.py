@@ -18,9 +18,11 @@ from rapport.store.tables import app_settings
 
 def read_setting(conn: sa.Connection, key: str) -> Any:
     """The stored value, or None when the key was never set."""
-    return conn.execute(
-        sa.select(app_settings.c.value).where(app_settings.c.key == key)
-    ).scalar_one_or_none()
+    return conn.execute(_READ, {"key": key}).scalar_one_or_none()
+
+
+# Built once: settings are read on every tick of the worker's jobs.
+_READ = sa.select(app_settings.c.value).where(app_settings.c.key == sa.bindparam("key"))
 
 
 def write_setting(conn: sa.Connection, key: str, value: Any, now: datetime) -> None:

@@ -169,6 +169,25 @@ def context_for(
     }
 
 
+# What :func:`customer_contexts` reads, built once: a scenario step composes for a few
+# customers at a time, and building the statements cost more than running them.
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_CARD_ROWS = sa.select(customers).where(customers.c.id.in_(_IDS))
+_CARD_CONSENTS = (
+    sa.select(consents)
+    .where(consents.c.customer_id.in_(_IDS))
+    .order_by(consents.c.customer_id, consents.c.channel)
+)
+_CARD_CARTS = (
+    sa.select(carts.c.customer_id, carts.c.cart_id, carts.c.status, carts.c.updated_at, carts.c.id)
+    .where(carts.c.customer_id.in_(_IDS))
+    .order_by(carts.c.customer_id, carts.c.updated_at.desc())
+)
+_CARD_ITEMS = sa.select(
+    cart_items.c.cart_pk, cart_items.c.product_id, cart_items.c.quantity, cart_items.c.price
+).where(cart_items.c.cart_pk.in_(_IDS))
+
+
 def customer_contexts(
     conn: sa.Connection, customer_ids: Iterable[int], now: datetime
 ) -> dict[int, dict[str, Any]]:
@@ -182,7 +201,7 @@ def customer_contexts(
     rows: dict[int, Any] = {}
     for start in range(0, len(wanted), 5000):  # well under any bound-parameter limit
         chunk = wanted[start : start + 5000]
-        for found in conn.execute(sa.select(customers).where(customers.c.id.in_(chunk))):
+        for found in conn.execute(_CARD_ROWS, {"ids": chunk}):
             rows[int(found.id)] = found
     live: dict[int, int] = {}
     for cid in wanted:
@@ -206,11 +225,7 @@ def customer_contexts(
     cart_of: dict[int, int] = {}
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
-        for r in conn.execute(
-            sa.select(consents)
-            .where(consents.c.customer_id.in_(chunk))
-            .order_by(consents.c.customer_id, consents.c.channel)
-        ):
+        for r in conn.execute(_CARD_CONSENTS, {"ids": chunk}):
             found_consents[int(r.customer_id)].append(
                 {
                     "channel": r.channel,
@@ -221,13 +236,7 @@ def customer_contexts(
                 }
             )
         # The newest cart of each customer, as card() picks it.
-        for r in conn.execute(
-            sa.select(
-                carts.c.customer_id, carts.c.cart_id, carts.c.status, carts.c.updated_at, carts.c.id
-            )
-            .where(carts.c.customer_id.in_(chunk))
-            .order_by(carts.c.customer_id, carts.c.updated_at.desc())
-        ):
+        for r in conn.execute(_CARD_CARTS, {"ids": chunk}):
             owner = int(r.customer_id)
             if owner not in found_carts:
                 found_carts[owner] = {
@@ -240,12 +249,7 @@ def customer_contexts(
     pks = list(cart_of)
     for start in range(0, len(pks), 5000):
         for pk, product, quantity, price in conn.execute(
-            sa.select(
-                cart_items.c.cart_pk,
-                cart_items.c.product_id,
-                cart_items.c.quantity,
-                cart_items.c.price,
-            ).where(cart_items.c.cart_pk.in_(pks[start : start + 5000]))
+            _CARD_ITEMS, {"ids": pks[start : start + 5000]}
         ):
             found_carts[cart_of[int(pk)]]["items"].append(
                 {"product_id": product, "quantity": quantity, "price": price}

@@ -157,10 +157,21 @@ def create_template(
 
 
 def get_template(conn: sa.Connection, template_id: int) -> StoredTemplate:
-    row = conn.execute(sa.select(templates).where(templates.c.id == template_id)).first()
+    row = conn.execute(_BY_ID, {"id": template_id}).first()
     if row is None:
         raise TemplateNotFound(f"no template {template_id}")
     return _from_row(row)
+
+
+def template_stamps(conn: sa.Connection) -> dict[int, tuple[str, int, datetime]]:
+    """Every template's name, version and last change, without its sources and compiled
+    bodies: enough to tell whether a template read before is still the current one."""
+    rows = conn.execute(_STAMPS)
+    return {int(tid): (str(name), int(version), updated) for tid, name, version, updated in rows}
+
+
+_BY_ID = sa.select(templates).where(templates.c.id == sa.bindparam("id"))
+_STAMPS = sa.select(templates.c.id, templates.c.name, templates.c.version, templates.c.updated_at)
 
 
 def all_templates(conn: sa.Connection) -> list[StoredTemplate]:
