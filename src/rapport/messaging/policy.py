@@ -431,6 +431,20 @@ _RECENT = (
 )
 
 
+def checked_request(
+    customer_ids: Sequence[int], channel: str, priority: str, rank: int
+) -> list[int]:
+    """The customers of a decision request, each once; a request the policy cannot judge
+    (an unknown channel or priority, a rank outside 0–100) is refused."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r} (one of {', '.join(PRIORITIES)})")
+    if not 0 <= rank <= 100:
+        raise ValueError(f"rank {rank} is not from 0 to 100")
+    return list(dict.fromkeys(int(i) for i in customer_ids))
+
+
 def decide(
     conn: sa.Connection,
     customer_ids: Sequence[int],
@@ -453,13 +467,7 @@ def decide(
     which decides who may take a cap's reserved slots. A few queries for the whole batch,
     whatever its size.
     """
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
-    if priority not in PRIORITIES:
-        raise ValueError(f"unknown priority {priority!r} (one of {', '.join(PRIORITIES)})")
-    if not 0 <= rank <= 100:
-        raise ValueError(f"rank {rank} is not from 0 to 100")
-    ids = list(dict.fromkeys(int(i) for i in customer_ids))
+    ids = checked_request(customer_ids, channel, priority, rank)
     if not ids:
         return {}
     if policy is None and control is None and priority == "marketing":

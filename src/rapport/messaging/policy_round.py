@@ -25,14 +25,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from rapport.messaging.channels.base import CHANNELS
 from rapport.messaging.outbox import QUEUED, Event
 from rapport.messaging.policy import (
     DEFAULT_RANK,
-    PRIORITIES,
     Decision,
     Reachable,
     Seen,
+    checked_request,
     consent_statuses,
     control_refusals,
     customer_facts,
@@ -75,13 +74,7 @@ class PolicyRound:
     ) -> dict[int, Decision]:
         """What :func:`policy.decide` answers for these customers now, without a query
         when the round read them already."""
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
-        if priority not in PRIORITIES:
-            raise ValueError(f"unknown priority {priority!r} (one of {', '.join(PRIORITIES)})")
-        if not 0 <= rank <= 100:
-            raise ValueError(f"rank {rank} is not from 0 to 100")
-        ids = list(dict.fromkeys(int(i) for i in customer_ids))
+        ids = checked_request(customer_ids, channel, priority, rank)
         missing = [cid for cid in ids if cid not in self._read.get(channel, ())]
         if missing:
             self._read_for(channel, missing)
