@@ -106,3 +106,50 @@ def test_identify_then_track_builds_one_card(client, engine, write_key, secret_k
         99.5,
     )
     assert row.events_count == 3
+
+
+def test_tracking_calls_are_answered_before_routing(app, engine, write_key):
+    """The tracking paths are answered by ``TrackingShortcut`` with the answers and errors
+    of the routes (which stay, for OpenAPI); anything else goes on to the router."""
+    from fastapi.responses import Response
+    from fastapi.testclient import TestClient
+
+    from rapport.api.ingest_routes import TrackingShortcut
+
+    assert {"/v1/track", "/v1/batch", "/v1/identify", "/v1/import"} <= set(app.openapi()["paths"])
+    routed: list[str] = []
+
+    async def router(scope, receive, send):  # type: ignore[no-untyped-def]
+        routed.append(f"{scope['method']} {scope['path']}")
+        await Response(b"routed", status_code=418)(scope, receive, send)
+
+    shortcut = TrackingShortcut(router)
+
+    async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
+        scope["app"] = app  # what the app sets before its middleware runs
+        await shortcut(scope, receive, send)
+
+    client = TestClient(asgi)
+    app.state.writer.start()
+    try:
+        ok = client.post(
+            "/v1/track", json={"userId": "u1", "event": "Clicked"}, headers=basic(write_key)
+        )
+        assert (ok.status_code, ok.json()) == (200, {"success": True})
+        batch = client.post(
+            "/v1/batch",
+            json={"batch": [{"type": "page", "userId": "u1", "name": "Home"}]},
+            headers=basic(write_key),
+        )
+        assert batch.status_code == 200, batch.text
+        bad = client.post("/v1/track", json={"event": "Clicked"}, headers=basic(write_key))
+        assert bad.status_code == 400
+        assert bad.json()["success"] is False and "userId" in bad.json()["message"]
+        unauthorised = client.post("/v1/track", json={"userId": "u1", "event": "x"})
+        assert (unauthorised.status_code, unauthorised.json()["code"]) == (401, "unauthorized")
+        assert client.get("/v1/track").status_code == 418
+        assert client.post("/v1/nothing", json={}).status_code == 418
+    finally:
+        app.state.writer.stop()
+    assert routed == ["GET /v1/track", "POST /v1/nothing"]
+    assert count(engine, events) == 2

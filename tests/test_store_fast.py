@@ -139,12 +139,16 @@ def test_array_literal_forms() -> None:
         array_literal([{"a": 1}])
 
 
-def test_events_keep_tabs_backslashes_and_line_breaks(engine: sa.Engine) -> None:
-    """Events go in through COPY's text format on PostgreSQL: text that could end a field
-    or a row comes back exactly, in names, ids and JSON alike."""
-    from rapport.customers.timeline import store_events
+@pytest.mark.parametrize("copies", [1, 5], ids=["insert", "copy"])
+def test_events_keep_tabs_backslashes_and_line_breaks(engine: sa.Engine, copies: int) -> None:
+    """A few events go in as one INSERT over arrays on PostgreSQL, many through COPY's
+    text format: either way, text that could end a field or a row comes back exactly, in
+    names, ids and JSON alike."""
+    from rapport.customers.timeline import COPY_FROM, store_events
     from rapport.store.tables import events
 
+    texts = [*NASTY, "line\nbreak", "back\\slash\\\\n", "\\N", "\x7f"] * copies
+    assert (len(texts) >= COPY_FROM) == (copies > 1)
     rows = [
         {
             "customer_id": 7,
@@ -157,7 +161,7 @@ def test_events_keep_tabs_backslashes_and_line_breaks(engine: sa.Engine) -> None
             "received_at": T,
             "source": "api",
         }
-        for i, text in enumerate([*NASTY, "line\nbreak", "back\\slash\\\\n", "\\N", "\x7f"])
+        for i, text in enumerate(texts)
     ]
     with engine.begin() as conn:
         store_events(conn, rows)
@@ -211,8 +215,8 @@ def test_insert_unnest_upserts_and_returns_rows_with_json_intact(
             ("id", "attributes", "created_at", "updated_at"),
             [("new\t1", {"k": 'v"1'}, T, T), ('p0a"b', {}, T, T)],
             " ON CONFLICT (id) DO UPDATE SET updated_at = EXCLUDED.updated_at RETURNING id",
-        ).scalars()
-        assert sorted(returned) == ["new\t1", 'p0a"b']
+        ).fetchall()
+        assert sorted(r[0] for r in returned) == ["new\t1", 'p0a"b']
         again = conn.execute(
             sa.select(products.c.attributes).where(products.c.id == "new\t1")
         ).scalar_one()
@@ -237,3 +241,25 @@ def test_new_customers_get_distinct_ascending_ids(engine: sa.Engine) -> None:
     assert first == sorted(first) and second == sorted(second)
     assert len(set(first + second)) == 253 == stored
     assert max(first) < min(second)
+
+
+def test_statements_on_the_driver_keep_transactions_and_errors(engine: sa.Engine) -> None:
+    """On PostgreSQL the hand-written statements run on the driver's cursor: what they
+    write is committed by the connection's commit even as its first statement, is rolled
+    back with it, and a failure is SQLAlchemy's exception (which the ingest retries catch)."""
+    from rapport.store.fast import execute, fetch
+
+    sql = "INSERT INTO identities (customer_id, kind, value, created_at) VALUES (%s, %s, %s, %s)"
+    with engine.begin() as conn:
+        cid = _customers(conn, 1)[0]
+    with engine.connect() as conn:
+        execute(conn, sql, [cid, "email", "kept@example.com", db_time(conn, T)])
+        conn.commit()
+    with engine.connect() as conn:
+        execute(conn, sql, [cid, "email", "dropped@example.com", db_time(conn, T)])
+        conn.rollback()
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        execute(conn, sql, [cid, "email", "kept@example.com", db_time(conn, T)])
+    with engine.connect() as conn:
+        values = fetch(conn, "SELECT value FROM identities WHERE customer_id = %s", [cid])
+    assert [v for (v,) in values] == ["kept@example.com"]

@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     max_batch_bytes: int = 500 * 1024
     # The ingest writer groups requests that arrive together into one transaction.
     ingest_group_max_messages: int = 2000
+    # SQLite: `rapport serve` copies the write-ahead log into the database every this many
+    # seconds, in a thread of its own, instead of inside a committing request; 0 leaves it
+    # to SQLite's commits (rapport.store.checkpoints).
+    sqlite_checkpoint_seconds: float = 1.0
     # Queued ingest: answer once a request is appended to the store's inbox and apply it
     # behind, in groups of up to ``ingest_apply_max_messages``. Off, a request is answered
     # once its events are applied (docs/ingest.md compares the two).

@@ -44,6 +44,7 @@ from rapport.ingest.inbox import status as inbox_status
 from rapport.pipeline import Pipeline
 from rapport.public_links import links_of
 from rapport.settings import Settings
+from rapport.store.checkpoints import WalCheckpointer
 from rapport.store.engine import create_engine
 from rapport.web import install as install_web
 from rapport.worker import ConfiguredDispatcher, DispatchLoop, ScenarioLoop, Sweeper
@@ -74,9 +75,11 @@ def create_app(
     )
 
     sweeper = Sweeper(pipeline, settings.sweep_seconds) if settings.sweep_seconds > 0 else None
+    checkpointer = WalCheckpointer(engine, settings.sqlite_checkpoint_seconds)
 
     @asynccontextmanager
     async def lifespan(application: FastAPI) -> AsyncIterator[None]:
+        checkpointer.start()
         writer.start()
         if applier is not None:
             applier.start()
@@ -110,6 +113,7 @@ def create_app(
             writer.stop()
             if applier is not None:
                 applier.stop()
+            checkpointer.stop()
 
     app = FastAPI(
         title="Rapport",
@@ -147,6 +151,7 @@ def create_app(
     app.include_router(strategy_routes.router)
     app.include_router(task_routes.router)
     install_web(app)  # the marketers' UI at /, its static files, its error pages
+    app.add_middleware(ingest_routes.TrackingShortcut)
 
     if settings.mail_catcher_dir:  # the demo's caught mail; never mounted otherwise
         from rapport.api import mail_routes

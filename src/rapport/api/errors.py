@@ -57,14 +57,22 @@ def _answer(body: dict[str, Any], status_code: int) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
 
+def api_error_answer(exc: ApiError) -> Response:
+    return _answer(error_body(exc.status, exc.message, exc.problems), status_code=exc.status)
+
+
+def invalid_input_answer(exc: InvalidInput) -> Response:
+    return _answer(error_body(400, str(exc), exc.problems), status_code=400)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return _answer(error_body(exc.status, exc.message, exc.problems), status_code=exc.status)
+        return api_error_answer(exc)
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> Response:
-        return _answer(error_body(400, str(exc), exc.problems), status_code=400)
+        return invalid_input_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

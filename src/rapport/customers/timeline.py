@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from rapport.store.fast import db_time, fetch, is_sqlite, key_test, run_many
+from rapport.store.fast import db_time, fetch, insert_unnest, is_sqlite, key_test, run_many
 from rapport.store.tables import events
 
 
@@ -36,8 +36,15 @@ _COPY_COLUMNS = (
 )
 
 
+# On PostgreSQL, fewer events than this go in as one INSERT over arrays: COPY takes more
+# round trips (start, data, end), which a lone tracking call's latency felt; from here on
+# COPY's cheaper per-row parsing wins.
+COPY_FROM = 64
+
+
 def store_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Append events: COPY on PostgreSQL, one executemany on SQLite."""
+    """Append events: COPY (or, for a few, one INSERT) on PostgreSQL, one executemany on
+    SQLite."""
     if not rows:
         return
 
@@ -62,6 +69,11 @@ def store_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
                 )
                 for r in rows
             ],
+        )
+        return
+    if len(rows) < COPY_FROM:
+        insert_unnest(
+            conn, events, _COPY_COLUMNS, [tuple(r[c] for c in _COPY_COLUMNS) for r in rows]
         )
         return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

@@ -103,7 +103,7 @@ class CartBook:
                 ("customer_id", "cart_id", "status", "created_at", "updated_at"),
                 [(k[0], k[1], s.status, s.created_at, self.now) for k, s in new],
                 " RETURNING id, customer_id, cart_id",
-            ).all()
+            ).fetchall()
             pks = {(int(r[1]), r[2]): int(r[0]) for r in made}
             for key, state in new:
                 state.pk = pks[key]

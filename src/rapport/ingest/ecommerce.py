@@ -344,7 +344,7 @@ class _Orders:
             names,
             [tuple(row.values()) for row in rows],
             f" ON CONFLICT (order_id) DO UPDATE SET {sets} RETURNING order_id, id, customer_id",
-        ).all()
+        ).fetchall()
         found = {r[0]: (int(r[1]), int(r[2])) for r in made}
         return [found[row["order_id"]] for row in rows]
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rapport.store.fast import db_time, run_many
 from rapport.store.tables import ingest_inbox as inbox
 
 # A request that failed this many times on its own is parked until an operator retries it.
@@ -48,12 +49,12 @@ class Status:
 
 
 def append(conn: sa.Connection, entries: Sequence[Entry]) -> None:
-    conn.execute(
-        inbox.insert(),
-        [
-            {"kind": e.kind, "received_at": e.received_at, "body": e.body, "messages": e.messages}
-            for e in entries
-        ],
+    """One hand-written statement: this runs once per acknowledged request, where the
+    table form's per-call preparation was a fifth of the request's CPU."""
+    run_many(
+        conn,
+        "INSERT INTO ingest_inbox (kind, received_at, body, messages) VALUES (%s, %s, %s, %s)",
+        [(e.kind, db_time(conn, e.received_at), e.body, e.messages) for e in entries],
     )
 
 
