@@ -25,7 +25,15 @@ import sqlalchemy as sa
 
 from rapport.customers.profile import PROFILE_COLUMNS
 from rapport.store.engine import json_text
-from rapport.store.fast import among, columns_of, db_time, is_sqlite, run_many, update_rows
+from rapport.store.fast import (
+    among,
+    columns_of,
+    db_time,
+    execute,
+    is_sqlite,
+    run_many,
+    update_rows,
+)
 from rapport.store.tables import customers, order_sequence, orders
 
 # An order counts while it is neither cancelled nor fully refunded.
@@ -96,7 +104,8 @@ def _count_seen(conn: sa.Connection, seen: list[tuple[int, Changes]], now: datet
             ],
         )
         return
-    conn.exec_driver_sql(
+    execute(
+        conn,
         "UPDATE customers AS c SET events_count = c.events_count + v.n, "
         "first_seen_at = CASE WHEN c.first_seen_at IS NULL OR c.first_seen_at > v.first "
         "THEN v.first ELSE c.first_seen_at END, "
