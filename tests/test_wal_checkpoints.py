@@ -62,3 +62,16 @@ def test_postgres_and_memory_stores_are_left_alone(_engines):
     assert not WalCheckpointer(memory).active
     assert not WalCheckpointer(_engines["sqlite"], interval=0).active
     memory.dispose()
+
+
+def test_two_checkpointers_on_one_engine_stop_in_any_order(tmp_path):
+    """Two apps made on one engine (as tests do) each start and stop their own."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'two.db'}")
+    first, second = WalCheckpointer(engine, 3600), WalCheckpointer(engine, 3600)
+    first.start()
+    second.start()
+    assert _autocheckpoint(engine) == 0
+    first.stop()
+    second.stop()
+    assert _autocheckpoint(engine) == 1000
+    engine.dispose()

@@ -40,7 +40,8 @@ class WalCheckpointer:
     def start(self) -> None:
         if not self.active or self._thread is not None:
             return
-        event.listen(self.engine, "connect", _no_autocheckpoint)
+        if not event.contains(self.engine, "connect", _no_autocheckpoint):
+            event.listen(self.engine, "connect", _no_autocheckpoint)
         self.engine.dispose()  # pooled connections come back without autocheckpoint
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rapport-wal", daemon=True)
@@ -52,7 +53,10 @@ class WalCheckpointer:
         self._stop.set()
         self._thread.join(timeout=30)
         self._thread = None
-        event.remove(self.engine, "connect", _no_autocheckpoint)
+        # Two apps on one engine (tests do this) share the listener: the first to stop
+        # removes it.
+        if event.contains(self.engine, "connect", _no_autocheckpoint):
+            event.remove(self.engine, "connect", _no_autocheckpoint)
         self.checkpoint()  # leave the log copied in for whoever opens the file next
         self.engine.dispose()  # and the pool with SQLite's own checkpoints again
 
