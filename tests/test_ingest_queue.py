@@ -30,7 +30,7 @@ from rapport.pipeline import Pipeline
 from rapport.settings import Settings
 from rapport.store.engine import writing
 from rapport.store.tables import customers, events, identities, ingest_inbox
-from tests.conftest import T0, basic
+from tests.conftest import T0, _clean, basic
 
 
 def _count(engine: sa.Engine, table: sa.Table, *where: Any) -> int:
@@ -237,6 +237,26 @@ def test_groups_respect_the_message_limit(engine, queued):
     big = _entry(_batch(10, "big"), messages=10)
     _append(engine, big)  # larger than the limit alone: still applied, by itself
     assert apply_once(pipeline, decoder(queued), 7).stored == 10
+
+
+def test_concurrent_claims_take_the_next_requests(_engines):
+    """On PostgreSQL a claim locks only the requests it takes, so a second applier's claim
+    gets the very next ones (it used to lock its 500-row window and send the next applier
+    past all of them)."""
+    engine = _engines["postgres"]
+    _clean(engine)
+    _append(engine, *[_entry(_batch(3, f"n{i}-"), messages=3) for i in range(5)])
+    with engine.connect() as first, engine.connect() as second, engine.connect() as third:
+        first.begin()
+        second.begin()
+        third.begin()
+        taken = [
+            [c.id for c in inbox.claim(conn, limit)]
+            for conn, limit in ((first, 3), (second, 6), (third, 3))
+        ]
+        first.rollback()
+        assert [c.id for c in inbox.claim(first, 3)] == taken[0]
+    assert taken == [[1], [2], [3]]  # the second chose 1 and 2; 1 was held
 
 
 def test_concurrent_appliers_apply_each_request_once(engine, queued):

@@ -59,42 +59,56 @@ def append(conn: sa.Connection, entries: Sequence[Entry]) -> None:
 
 
 def claim(
-    conn: sa.Connection, max_messages: int, *, only: int | None = None, rows: int = 500
+    conn: sa.Connection,
+    max_messages: int,
+    *,
+    only: int | None = None,
+    rows: int = 500,
 ) -> list[Claimed]:
     """The oldest pending requests holding at most ``max_messages`` messages (always at
-    least one request). On PostgreSQL the rows are locked and rows another applier holds
-    are skipped, so any number of appliers can share the inbox."""
-    heads = sa.select(inbox.c.id, inbox.c.messages).where(inbox.c.failed_at.is_(None))
-    if only is not None:
-        heads = heads.where(inbox.c.id == only)
-    heads = heads.order_by(inbox.c.id).limit(rows)
-    if conn.dialect.name == "postgresql":
-        heads = heads.with_for_update(skip_locked=True)
-    chosen: list[int] = []
-    total = 0
-    for row_id, messages in conn.execute(heads):
-        if chosen and total + messages > max_messages:
-            break
-        chosen.append(row_id)
-        total += messages
-    if not chosen:
-        return []
-    rows_read = conn.execute(
-        sa.select(
-            inbox.c.id,
-            inbox.c.kind,
-            inbox.c.received_at,
-            inbox.c.body,
-            inbox.c.messages,
-            inbox.c.attempts,
+    least one request).
+
+    The group is chosen from a plain read, then only its rows are locked and read; rows
+    another applier holds are skipped (PostgreSQL), and if it holds every chosen row the
+    next ones are tried. Locking the whole window read (500 rows for a group of 50
+    requests) made a second applier skip far past the rows right after the group."""
+    after = 0
+    while True:
+        heads = sa.select(inbox.c.id, inbox.c.messages).where(inbox.c.failed_at.is_(None))
+        if only is not None:
+            heads = heads.where(inbox.c.id == only)
+        if after:
+            heads = heads.where(inbox.c.id > after)
+        chosen: list[int] = []
+        total = 0
+        for row_id, messages in conn.execute(heads.order_by(inbox.c.id).limit(rows)):
+            if chosen and total + messages > max_messages:
+                break
+            chosen.append(row_id)
+            total += messages
+        if not chosen:
+            return []
+        read = (
+            sa.select(
+                inbox.c.id,
+                inbox.c.kind,
+                inbox.c.received_at,
+                inbox.c.body,
+                inbox.c.messages,
+                inbox.c.attempts,
+            )
+            .where(inbox.c.id.in_(chosen), inbox.c.failed_at.is_(None))
+            .order_by(inbox.c.id)
         )
-        .where(inbox.c.id.in_(chosen))
-        .order_by(inbox.c.id)
-    )
-    return [
-        Claimed(r.id, Entry(r.kind, r.received_at, bytes(r.body), r.messages), r.attempts)
-        for r in rows_read
-    ]
+        if conn.dialect.name == "postgresql":
+            read = read.with_for_update(skip_locked=True)
+        got = [
+            Claimed(r.id, Entry(r.kind, r.received_at, bytes(r.body), r.messages), r.attempts)
+            for r in conn.execute(read)
+        ]
+        if got:
+            return got
+        after = chosen[-1]
 
 
 def remove(conn: sa.Connection, ids: Sequence[int]) -> None:
