@@ -23,15 +23,8 @@ from rapport.messaging.campaigns import Campaign
 from rapport.messaging.compose import Origin, Recipient, Tracking, compose_many
 from rapport.messaging.holdout import GlobalControl, global_control
 from rapport.messaging.outbox import Event, Fallback, QueuedMessage, enqueue
-from rapport.messaging.policy import (
-    Decision,
-    Policy,
-    Reachable,
-    customer_facts,
-    decide,
-    next_local_hour,
-    zone_of,
-)
+from rapport.messaging.policy import Decision, Policy, decide, next_local_hour, zone_of
+from rapport.messaging.policy_facts import Reachable, customer_facts
 from rapport.messaging.templates.store import StoredTemplate, TemplateNotFound, get_template
 from rapport.store.tables import campaign_audience
 

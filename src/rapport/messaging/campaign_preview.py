@@ -17,7 +17,8 @@ from rapport.messaging.campaign_chunk import message_key
 from rapport.messaging.campaign_start import assignment
 from rapport.messaging.campaigns import Campaign
 from rapport.messaging.compose import Origin, Tracking, compose
-from rapport.messaging.policy import customer_facts, decide
+from rapport.messaging.policy import decide
+from rapport.messaging.policy_facts import customer_facts
 from rapport.messaging.templates.store import TemplateNotFound, get_template
 
 

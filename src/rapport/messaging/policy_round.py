@@ -29,15 +29,17 @@ from rapport.messaging.outbox import QUEUED, Event
 from rapport.messaging.policy import (
     DEFAULT_RANK,
     Decision,
-    Reachable,
-    Seen,
     checked_request,
-    consent_statuses,
     control_refusals,
-    customer_facts,
     judge,
     load_settings,
     needs_consents,
+)
+from rapport.messaging.policy_facts import (
+    Reachable,
+    Seen,
+    consent_statuses,
+    customer_facts,
     recent_counts,
     suppressed_customers,
 )
