@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from rapport.api.app import create_app
 from rapport.cli import app as cli
 from rapport.clock import SimulatedClock
+from rapport.errors import InvalidInput
 from rapport.inbox_applier import Applied, InboxApplier, apply_all, apply_once, decoder
 from rapport.ingest import inbox
 from rapport.ingest.incoming import Incoming
@@ -104,6 +105,67 @@ def test_times_are_read_at_receipt_not_at_apply(qclient, engine, write_key, queu
         row = conn.execute(sa.select(events.c.occurred_at, events.c.received_at)).one()
     assert row.received_at == T0
     assert row.occurred_at == T0 - timedelta(seconds=10)
+
+
+RICH_BATCH: dict[str, Any] = {
+    "context": {"ip": "203.0.113.7"},
+    "sentAt": "2026-03-01T13:00:05Z",
+    "batch": [
+        {
+            "type": "identify",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "messageId": "r1",
+            "timestamp": "2026-03-01T13:00:00.123456Z",
+            "traits": {
+                "email": " Ann@Example.COM ",
+                "phone": "+7 (912) 345-67-89",
+                "firstName": "Анна",
+                "birthday": "1990-02-28",
+                "timezone": "Europe/Moscow",
+                "plan": {"tier": "gold", "since": 2021},
+            },
+            "context": {"consents": {"email": True, "sms": "pending"}, "locale": "ru_RU"},
+        },
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "Order Completed",
+            "messageId": "r2",
+            "properties": {"order_id": "o1", "total": 12.5, "products": [{"id": "p", "q": 2}]},
+        },
+        {"type": "alias", "userId": "u1", "previousId": "a0", "messageId": "r3"},
+        {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"n": 1}, "messageId": "r4"},
+        {"type": "page", "anonymousId": "a1", "name": "Home", "messageId": "r5"},
+    ],
+}
+
+
+def test_the_inbox_keeps_the_validated_messages_exactly(queued):
+    """What an endpoint validated is what the applier gets back: every field, timestamps
+    to the microsecond, the typed attributes (a birthday stays a date) and consents."""
+    from rapport.ingest.requests import messages_of
+
+    parsed = messages_of(
+        "batch", RICH_BATCH, received_at=T0, phone_region="RU", max_message_bytes=32768
+    )
+    assert parsed[0].attributes is not None and parsed[0].attributes.columns["birthday"]
+    stored = inbox.Entry("batch", T0, inbox.encode(parsed), len(parsed))
+    assert decoder(queued)(stored) == parsed
+    assert inbox.decode(orjson.loads(inbox.encode(parsed))) == parsed
+
+
+def test_the_inbox_keeps_no_write_key_and_refuses_an_unknown_form(qclient, engine, write_key):
+    body = {**_batch(2), "writeKey": write_key}
+    assert qclient.post("/v1/batch", json=body).status_code == 200
+    with engine.connect() as conn:
+        stored = bytes(conn.execute(sa.select(ingest_inbox.c.body)).scalar_one())
+    assert write_key.encode() not in stored
+    assert b"m0" in stored and b"m1" in stored
+    with pytest.raises(InvalidInput, match="unknown inbox format 2"):
+        inbox.decode([2, []])
+    with pytest.raises(InvalidInput, match="not a stored request"):
+        inbox.decode([inbox.FORMAT, ["track", "too", "short"]])
 
 
 @pytest.mark.parametrize(

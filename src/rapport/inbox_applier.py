@@ -1,9 +1,9 @@
 """Applies the ingest inbox: the half of queued ingest that runs after the answer.
 
-The endpoints validated each request before it was appended, so applying re-reads the
-body the same way (``ingest.requests``) and runs the messages through the pipeline in
-groups far larger than one request: the pipeline's fixed cost per transaction is paid once
-for thousands of events. The group's rows are deleted in the transaction that applies them.
+The endpoints validated each request before it was appended, as the messages it was
+validated into (``inbox.encode``), so applying reads those back and runs them through the
+pipeline in groups far larger than one request: the pipeline's fixed cost per transaction
+is paid once for thousands of events. The group's rows are deleted in the transaction that applies them.
 
 It sits beside the pipeline, not in ``ingest/``, because it drives the pipeline, which
 imports ``ingest``.
@@ -53,12 +53,16 @@ class Applied:
 
 
 def decoder(settings: Settings) -> Decode:
-    """Read an inbox entry as its endpoint read it when it arrived."""
+    """Read an inbox entry: the messages validated on arrival, or a raw body (rows from
+    before that form) as its endpoint read it when it arrived."""
 
     def decode(entry: inbox.Entry) -> list[Incoming]:
+        body = orjson.loads(entry.body)
+        if isinstance(body, list):  # the validated messages (every body is an object)
+            return inbox.decode(body)
         return messages_of(
             entry.kind,
-            orjson.loads(entry.body),
+            body,
             received_at=entry.received_at,
             phone_region=settings.default_phone_region,
             max_message_bytes=settings.max_message_bytes,

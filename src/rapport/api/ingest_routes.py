@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rapport.api.auth import require_write_key
 from rapport.api.errors import ApiError, api_error_answer, invalid_input_answer
 from rapport.errors import InvalidInput
-from rapport.ingest.inbox import Entry
+from rapport.ingest.inbox import Entry, encode
 from rapport.ingest.messages import MESSAGE_TYPES
 from rapport.ingest.requests import messages_of
 
@@ -80,7 +80,7 @@ async def _accept(request: Request, kind: str, limit: int, what: str) -> Respons
         phone_region=settings.default_phone_region,
         max_message_bytes=settings.max_message_bytes,
     )
-    entry = Entry(kind, received_at, raw, len(batch)) if settings.ingest_queue else None
+    entry = Entry(kind, received_at, encode(batch), len(batch)) if settings.ingest_queue else None
     await asyncio.wrap_future(request.app.state.writer.submit(batch, entry))
     return Response(_OK, media_type="application/json")
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from rapport.cli.common import DatabaseUrl, app, console, settings_for
+from rapport.cli.common import DatabaseUrl, app, console, settings_for, tune_collector
 from rapport.clock import SystemClock
 from rapport.store.engine import create_engine
 
@@ -119,16 +118,7 @@ def serve(
     upgrade(engine)
     console.print(f"Rapport on http://{settings.host}:{settings.port}  (API docs at /docs)")
     application = create_app(settings, engine=engine)
-    # What start-up made (modules, the app, caches) lives as long as the server: kept out
-    # of the collector's full passes, which otherwise stall a request now and then
-    # (a ~0.3 s pause was measured in the recommendation benchmark).
-    gc.collect()
-    gc.freeze()
-    # The collector's youngest generation is examined every 10,000 new objects rather than
-    # 700: ingest makes and drops objects by the thousand per batch, and at the default the
-    # full passes came about once a second (10–26 ms each, a request waiting behind every
-    # one). In bench/ingest.py on PostgreSQL, 19 full passes over 5 ms in a run became 1–2.
-    gc.set_threshold(10_000, 10, 10)
+    tune_collector()
     uvicorn.run(
         application,
         host=settings.host,
@@ -183,6 +173,7 @@ def worker(
         if dispatch:
             loops.append(DispatchLoop(ConfiguredDispatcher(pipeline)))
             doing.append("delivery")
+    tune_collector()  # the worker's appliers ingest in groups of thousands, as serve does
     for loop in loops:
         loop.start()
     console.print(f"Worker running: {', '.join(doing)}. Ctrl-C stops it.")

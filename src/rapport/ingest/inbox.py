@@ -10,12 +10,16 @@ else to install, back up or monitor, and the rows survive a restart.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
+from rapport.errors import InvalidInput, Problem
+from rapport.ingest.incoming import Incoming
+from rapport.ingest.traits import Attributes
 from rapport.store.fast import db_time, run_many
 from rapport.store.tables import ingest_inbox as inbox
 
@@ -25,7 +29,9 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One acknowledged request: the endpoint, when it arrived, its body as received."""
+    """One acknowledged request: the endpoint, when it arrived, and its body: the
+    validated messages (:func:`encode`), or, in rows from before that form, the body as
+    received."""
 
     kind: str
     received_at: datetime
@@ -46,6 +52,44 @@ class Status:
     pending_messages: int
     oldest_received_at: datetime | None
     parked_requests: int
+
+
+# A request is kept as the messages it was validated into, not as its body: reading the
+# body again cost the applier about a third of applying it (parsing, validation,
+# normalisation). The form is a JSON array, [FORMAT, message, ...], each message the
+# values of ``Incoming``'s fields in order; a request body is always a JSON object, so rows
+# appended as raw bodies (before this form) are still told apart and read the old way.
+FORMAT = 1
+_FIELDS = tuple(f.name for f in fields(Incoming))
+_OCCURRED, _RECEIVED = _FIELDS.index("occurred_at"), _FIELDS.index("received_at")
+_ATTRIBUTES = _FIELDS.index("attributes")
+
+
+def encode(batch: Sequence[Incoming]) -> bytes:
+    """Validated messages as the inbox keeps them (the write key is not among them)."""
+    return orjson.dumps([FORMAT, *([getattr(m, f) for f in _FIELDS] for m in batch)])
+
+
+def decode(stored: list[Any]) -> list[Incoming]:
+    """The messages of a request kept by :func:`encode` (already parsed as JSON)."""
+    if not stored or stored[0] != FORMAT:
+        version = stored[0] if stored else None
+        raise InvalidInput([Problem("body", f"unknown inbox format {version!r}")])
+    out = []
+    try:
+        for values in stored[1:]:
+            values[_OCCURRED] = datetime.fromisoformat(values[_OCCURRED])
+            values[_RECEIVED] = datetime.fromisoformat(values[_RECEIVED])
+            attributes = values[_ATTRIBUTES]
+            if attributes is not None:
+                birthday = attributes["columns"].get("birthday")
+                if birthday is not None:
+                    attributes["columns"]["birthday"] = date.fromisoformat(birthday)
+                values[_ATTRIBUTES] = Attributes(**attributes)
+            out.append(Incoming(*values))
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise InvalidInput([Problem("body", f"not a stored request: {exc}")]) from None
+    return out
 
 
 def append(conn: sa.Connection, entries: Sequence[Entry]) -> None:
