@@ -202,22 +202,18 @@ class Simulation:
 
 
 # The reads each step makes, built once.
-_OUTBOX_DUE = (
-    sa.select(outbox.c.id)
-    .where(
-        outbox.c.status.in_(("queued", "failed")),
-        outbox.c.next_attempt_at <= sa.bindparam("now", type_=outbox.c.next_attempt_at.type),
+def _any_due(table: sa.Table, statuses: tuple[str, ...], due_at: str) -> sa.Select[tuple[int]]:
+    """Is any row of ``table`` in ``statuses`` due at ``now``: one indexed probe."""
+    column = table.c[due_at]
+    return (
+        sa.select(table.c.id)
+        .where(table.c.status.in_(statuses), column <= sa.bindparam("now", type_=column.type))
+        .limit(1)
     )
-    .limit(1)
-)
-_RUNS_DUE = (
-    sa.select(scenario_runs.c.id)
-    .where(
-        scenario_runs.c.status.in_(("active", "waiting")),
-        scenario_runs.c.wake_at <= sa.bindparam("now", type_=scenario_runs.c.wake_at.type),
-    )
-    .limit(1)
-)
+
+
+_OUTBOX_DUE = _any_due(outbox, ("queued", "failed"), "next_attempt_at")
+_RUNS_DUE = _any_due(scenario_runs, ("active", "waiting"), "wake_at")
 
 
 def caused_revenue(engine: sa.Engine, order_ids: list[str]) -> float:
