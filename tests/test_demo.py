@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -131,14 +132,16 @@ def test_generation_fills_a_consistent_store(engine: sa.Engine) -> None:
         assert with_email >= SMALL.customers
 
 
+@pytest.mark.parametrize("command", [["demo", "run"], ["demo"]], ids=["run", "bare"])
 def test_demo_run_prints_keys_login_summary_and_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
+    """`rapport demo run` and plain `rapport demo` (what the issue calls the demo) alike."""
     monkeypatch.chdir(tmp_path)  # the demo's mail directory is made in the working directory
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     report = tmp_path / "report.html"
     args = ["--customers", "20", "--months", "1", "--days", "2", "--database-url", url]
-    out = CliRunner().invoke(app, ["demo", "run", *args, "--report", str(report), "--no-serve"])
+    out = CliRunner().invoke(app, [*command, *args, "--report", str(report), "--no-serve"])
     assert out.exit_code == 0, out.output
     assert "Demo shop (synthetic data)" in out.output
     assert "Simulated days (synthetic data)" in out.output
@@ -154,6 +157,20 @@ def test_demo_run_prints_keys_login_summary_and_report(
     assert authenticate(engine, email, password, SystemClock().now()) is not None
     engine.dispose()
     assert report.exists() and "comes from a simulation" in report.read_text(encoding="utf-8")
+
+
+def test_the_generator_makes_the_full_size_shop_by_default() -> None:
+    """`rapport demo generate` alone: 20,000 customers, 12 months; the demo runs 1,000."""
+    import typer
+
+    def defaults(*path: str) -> dict[str, object]:
+        command: Any = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]
+        return {p.name: p.default for p in command.params if p.name in ("customers", "months")}
+
+    assert defaults("demo", "generate") == {"customers": 20_000, "months": 12}
+    assert defaults("demo", "run") == {"customers": 1000, "months": 12}
 
 
 def test_a_bad_strategy_stops_the_demo_before_it_starts(tmp_path: Path) -> None:
