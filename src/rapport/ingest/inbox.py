@@ -76,10 +76,15 @@ def decode(stored: list[Any]) -> list[Incoming]:
         version = stored[0] if stored else None
         raise InvalidInput([Problem("body", f"unknown inbox format {version!r}")])
     out = []
+    # A request's messages share one time of receipt: read once and shared, as the parser
+    # shares it, so later steps that cache by object (the events' COPY text) hit.
+    receipt: tuple[str, datetime] | None = None
     try:
         for values in stored[1:]:
             values[_OCCURRED] = datetime.fromisoformat(values[_OCCURRED])
-            values[_RECEIVED] = datetime.fromisoformat(values[_RECEIVED])
+            if receipt is None or receipt[0] != values[_RECEIVED]:
+                receipt = (values[_RECEIVED], datetime.fromisoformat(values[_RECEIVED]))
+            values[_RECEIVED] = receipt[1]
             attributes = values[_ATTRIBUTES]
             if attributes is not None:
                 birthday = attributes["columns"].get("birthday")
