@@ -3,7 +3,8 @@
 The endpoints validated each request before it was appended, as the messages it was
 validated into (``inbox.encode``), so applying reads those back and runs them through the
 pipeline in groups far larger than one request: the pipeline's fixed cost per transaction
-is paid once for thousands of events. The group's rows are deleted in the transaction that applies them.
+is paid once for thousands of events. The group's rows are deleted in the transaction that
+applies them.
 
 It sits beside the pipeline, not in ``ingest/``, because it drives the pipeline, which
 imports ``ingest``.

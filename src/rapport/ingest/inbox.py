@@ -71,7 +71,8 @@ def encode(batch: Sequence[Incoming]) -> bytes:
 
 
 def decode(stored: list[Any]) -> list[Incoming]:
-    """The messages of a request kept by :func:`encode` (already parsed as JSON)."""
+    """The messages of a request kept by :func:`encode`, from its parsed JSON (whose
+    lists are reused as the messages' values, so it is not to be read afterwards)."""
     if not stored or stored[0] != FORMAT:
         version = stored[0] if stored else None
         raise InvalidInput([Problem("body", f"unknown inbox format {version!r}")])
