@@ -36,3 +36,17 @@ def database_processes(database: str) -> list[int]:
             if title.startswith("postgres:") and f" {database} " in title:
                 pids.append(int(entry.name))
     return pids
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found

@@ -8,10 +8,12 @@ event rows written straight into the events table (executemany on SQLite, COPY o
 PostgreSQL), in transactions of the same size. Prints a table and writes
 bench/results/ingest.json.
 
-Each store runs in both ingest modes (``--modes``): ``direct`` answers a request once its
+Each store runs in each ingest mode (``--modes``): ``direct`` answers a request once its
 events are applied; ``queued`` answers once the request is in the store's inbox, and a
-`rapport worker --ingest-only` process applies it. The events/s column is always the
-sustained rate, every event applied (queued: timed until the inbox is empty).
+`rapport worker --ingest-only` process applies it; ``lanes`` (PostgreSQL) is queued ingest
+split by customer into ``--lanes`` lanes, the worker running an applier process for each.
+The events/s column is always the sustained rate, every event applied (queued: timed
+until the inbox is empty).
 
     python bench/ingest.py            # full run
     python bench/ingest.py --quick    # under a minute
@@ -49,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.postgres_server import create_database, server_url  # noqa: E402
 
-from bench.cpu import cpu_seconds, database_processes  # noqa: E402
+from bench.cpu import children, cpu_seconds, database_processes  # noqa: E402
 from bench.workload import Workload  # noqa: E402
 from rapport.access.keys import create_key  # noqa: E402
 from rapport.ingest.inbox import status as inbox_status  # noqa: E402
@@ -119,20 +121,27 @@ class Server:
 
 
 class InboxWorker:
-    """`rapport worker --ingest-only`: applies the queued requests the server appended.
-    Not pinned: it shares the machine with the database and the load generator."""
+    """`rapport worker --ingest-only`: applies the queued requests the server appended,
+    with one applier process per lane. Not pinned: it shares the machine with the
+    database and the load generator."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lanes: int = 1) -> None:
         self.url = url
+        self.lanes = lanes
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> InboxWorker:
         cmd = [sys.executable, "-m", "rapport.cli", "worker", "--ingest-only"]
+        cmd += ["--appliers", str(self.lanes)]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [*cmd, "--database-url", self.url], stdout=subprocess.DEVNULL, stderr=self.log
         )
         return self
+
+    def pids(self) -> list[int]:
+        """The worker and the applier processes it started."""
+        return [self.proc.pid, *children(self.proc.pid)] if self.proc else []
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if self.proc:
@@ -325,8 +334,10 @@ def run_backend(
     name: str, url: str, raw_url: str, args: argparse.Namespace, mode: str
 ) -> dict[str, Any]:
     """One store in one ingest mode: ``direct`` answers once events are applied; ``queued``
-    answers once the request is in the inbox, and a worker process applies it."""
-    queued = mode == "queued"
+    answers once the request is in the inbox, and a worker process applies it; ``lanes``
+    is queued ingest split into ``args.lanes`` lanes, each with its applier process."""
+    queued = mode in ("queued", "lanes")
+    lanes = args.lanes if mode == "lanes" else 1
     engine = create_engine(url)
     upgrade(engine)
     key = create_key(engine, "write", "bench", datetime.now(UTC)).key
@@ -343,8 +354,8 @@ def run_backend(
         orjson.dumps(workload.batch(1)[0] | {"type": "track", "event": "Latency Probe"})
         for _ in range(args.track_requests * args.track_runs)
     ]
-    server = Server(url, QUEUED_ENV if queued else None)
-    with server as base, InboxWorker(url) if queued else nullcontext() as worker:
+    server = Server(url, {**QUEUED_ENV, "RAPPORT_INGEST_LANES": str(lanes)} if queued else None)
+    with server as base, InboxWorker(url, lanes) if queued else nullcontext() as worker:
         # Warm up (connections, caches, the first customers), then refresh planner
         # statistics as autovacuum would in a running store: on a never-analysed table
         # PostgreSQL plans the messageId lookup as a sequential scan. The warm-up is a
@@ -359,15 +370,15 @@ def run_backend(
         # processes: what the throughput costs, which a busy machine disturbs far less
         # than wall time.
         server_pid = server.proc.pid if server.proc else 0
-        worker_pid = worker.proc.pid if worker and worker.proc else 0
+        worker_pids = worker.pids() if worker else []
         database = url.rsplit("/", 1)[1]
         db_pids = database_processes(database) if name == "postgres" else []
-        cpu0 = cpu_seconds([server_pid]), cpu_seconds(db_pids), cpu_seconds([worker_pid])
+        cpu0 = cpu_seconds([server_pid]), cpu_seconds(db_pids), cpu_seconds(worker_pids)
         acknowledged = asyncio.run(_throughput(base, key, bodies[warm:], args.clients))
         elapsed = acknowledged + (_wait_applied(url) if queued else 0.0)
         # Backends (and autovacuum workers) that started during the run count from zero.
         db_after = database_processes(database) if name == "postgres" else []
-        cpu1 = cpu_seconds([server_pid]), cpu_seconds(db_after), cpu_seconds([worker_pid])
+        cpu1 = cpu_seconds([server_pid]), cpu_seconds(db_after), cpu_seconds(worker_pids)
         events = args.batches * args.batch_size
         # Several latency phases, each of its own calls: one stall (an autovacuum, a
         # checkpoint) fills a phase's top 1 %, so the median phase is the figure quoted.
@@ -396,6 +407,7 @@ def run_backend(
     result = {
         "store": name,
         "mode": mode,
+        "lanes": lanes,
         "events": events,
         "warm_events": warm * args.batch_size,
         "stored_total": stored,
@@ -477,8 +489,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--modes",
-        default="direct,queued",
-        help="ingest modes: direct (answer once applied), queued (answer once in the inbox)",
+        default="direct,queued,lanes",
+        help="ingest modes: direct (answer once applied), queued (answer once in the inbox), "
+        "lanes (queued, split into --lanes lanes with an applier process each; PostgreSQL)",
+    )
+    parser.add_argument(
+        "--lanes", type=int, default=2, help="lanes (and applier processes) of the lanes mode"
     )
     args = parser.parse_args()
     args.batch_size = 100
@@ -495,6 +511,8 @@ def main() -> None:
     try:
         for store in args.stores.split(","):
             for mode in args.modes.split(","):
+                if mode == "lanes" and store == "sqlite":
+                    continue  # one writer at a time: appliers side by side only queue
                 console.print(
                     f"[bold]{store}, {mode}[/bold]: {args.batches} batches of "
                     f"{args.batch_size}, {args.clients} clients; then {args.track_runs} × "
@@ -526,7 +544,7 @@ def main() -> None:
     for r in results:
         table.add_row(
             r["store"],
-            r["mode"],
+            r["mode"] + (f" ×{r['lanes']}" if r["lanes"] > 1 else ""),
             f"{r['events_per_s']:,}",
             f"{r['acknowledged_per_s']:,}",
             f"{r['raw_rows_per_s']:,}",

@@ -237,16 +237,24 @@ def snapshot(conn: sa.Connection) -> tuple[Any, Any, Any]:
     s = order_sequence.c
     places = set(conn.execute(sa.select(s.order_pk, s.customer_id, s.day, s.prev_day, s.nth,
                                          s.net_micros)).all())  # fmt: skip
-    d = order_days.c
+    d = order_days.c  # summed over the stripes, as readers do
     gaps = {
         (day, prev): (n, money)
         for day, prev, n, money in conn.execute(
-            sa.select(d.day, d.prev_day, d.orders, d.revenue_micros)
+            sa.select(
+                d.day, d.prev_day, sa.func.sum(d.orders), sa.func.sum(d.revenue_micros)
+            ).group_by(d.day, d.prev_day)
         )
         if n or money
     }
     r = order_nth_days.c
-    nths = {(nth, day): n for nth, day, n in conn.execute(sa.select(r.nth, r.day, r.orders)) if n}
+    nths = {
+        (nth, day): n
+        for nth, day, n in conn.execute(
+            sa.select(r.nth, r.day, sa.func.sum(r.orders)).group_by(r.nth, r.day)
+        )
+        if n
+    }
     return places, gaps, nths
 
 

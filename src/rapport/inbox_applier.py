@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from rapport.errors import InvalidInput
 from rapport.ingest import inbox
 from rapport.ingest.incoming import Incoming
+from rapport.ingest.lanes import share
 from rapport.ingest.requests import messages_of
 from rapport.pipeline import IngestResult, Pipeline
 from rapport.settings import Settings
@@ -72,13 +73,16 @@ def decoder(settings: Settings) -> Decode:
     return decode
 
 
-def apply_once(pipeline: Pipeline, decode: Decode, max_messages: int) -> Applied:
-    """Apply the oldest pending requests, up to ``max_messages`` messages, in one
-    transaction. If that fails, each request of the group is applied alone, so a request
-    that cannot be applied holds back no other; a transient error is raised."""
+def apply_once(
+    pipeline: Pipeline, decode: Decode, max_messages: int, lanes: Sequence[int] | None = None
+) -> Applied:
+    """Apply the oldest pending requests (of ``lanes``, or of any lane), up to
+    ``max_messages`` messages, in one transaction. If that fails, each request of the
+    group is applied alone, so a request that cannot be applied holds back no other; a
+    transient error is raised."""
     ids: list[int] = []
     try:
-        return _apply(pipeline, decode, max_messages, None, ids)
+        return _apply(pipeline, decode, max_messages, None, ids, lanes)
     except TRANSIENT:
         raise
     except Exception as exc:
@@ -99,13 +103,18 @@ def apply_once(pipeline: Pipeline, decode: Decode, max_messages: int) -> Applied
 
 
 def _apply(
-    pipeline: Pipeline, decode: Decode, max_messages: int, only: int | None, ids: list[int]
+    pipeline: Pipeline,
+    decode: Decode,
+    max_messages: int,
+    only: int | None,
+    ids: list[int],
+    lanes: Sequence[int] | None = None,
 ) -> Applied:
     applied = Applied()
 
     def work(conn: sa.Connection) -> IngestResult:
         applied.requests = applied.parked = 0
-        claimed = inbox.claim(conn, max_messages, only=only)
+        claimed = inbox.claim(conn, max_messages, only=only, lanes=lanes)
         ids[:] = [c.id for c in claimed]
         batch: list[Incoming] = []
         readable: list[int] = []
@@ -145,35 +154,43 @@ def apply_all(
     decode: Decode,
     max_messages: int,
     progress: Callable[[Applied], None] = lambda _: None,
+    lanes: Sequence[int] | None = None,
 ) -> Applied:
     """Apply until nothing is pending (parked requests stay parked); ``progress`` hears
     of each group."""
     total = Applied()
     while True:
-        applied = apply_once(pipeline, decode, max_messages)
+        applied = apply_once(pipeline, decode, max_messages, lanes)
         total.add(applied)
         progress(applied)
         if applied.requests == 0 and applied.parked == 0:
             return total
 
 
-def has_pending(engine: sa.Engine) -> bool:
+def has_pending(engine: sa.Engine, lanes: Sequence[int] | None = None) -> bool:
     """A plain read, so an idle applier never takes the write lock."""
+    pending = sa.select(ingest_inbox.c.id).where(ingest_inbox.c.failed_at.is_(None))
+    if lanes is not None:
+        pending = pending.where(ingest_inbox.c.lane.in_(list(lanes)))
     with engine.connect() as conn:
-        return (
-            conn.execute(
-                sa.select(ingest_inbox.c.id).where(ingest_inbox.c.failed_at.is_(None)).limit(1)
-            ).first()
-            is not None
-        )
+        return conn.execute(pending.limit(1)).first() is not None
 
 
 class InboxApplier:
     """A thread that applies the inbox while it has requests and otherwise waits for a
-    wake-up (an append in this process) or the poll interval (appends by other processes)."""
+    wake-up (an append in this process) or the poll interval (appends by other processes).
 
-    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+    ``applier`` (number, count) makes it one of several appliers side by side, taking only
+    its share of the lanes (``rapport.ingest.lanes.share``); its pipeline then bumps the
+    roll-up stripe of its number."""
+
+    def __init__(
+        self, pipeline: Pipeline, settings: Settings, applier: tuple[int, int] | None = None
+    ) -> None:
         self.pipeline = pipeline
+        self.lanes = share(*applier) if applier is not None else None
+        if applier is not None:
+            pipeline.lane = applier[0]
         self.decode = decoder(settings)
         self.max_messages = settings.ingest_apply_max_messages
         self.interval = settings.ingest_poll_seconds
@@ -203,8 +220,8 @@ class InboxApplier:
             self._wake.clear()
             try:
                 busy = False
-                if has_pending(self.pipeline.engine):
-                    applied = apply_once(self.pipeline, self.decode, self.max_messages)
+                if has_pending(self.pipeline.engine, self.lanes):
+                    applied = apply_once(self.pipeline, self.decode, self.max_messages, self.lanes)
                     busy = applied.requests > 0 or applied.parked > 0
                 backoff = self.interval
             except TRANSIENT as exc:

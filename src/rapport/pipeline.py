@@ -23,7 +23,7 @@ from rapport.analytics.attribution import attribute_new_orders
 from rapport.analytics.message_facts import fold_message_events
 from rapport.catalog.products import ProductCache
 from rapport.clock import Clock, SystemClock
-from rapport.customers.computed import Changes, apply_changes, bump_counters
+from rapport.customers.computed import ROLLUP_STRIPE, Changes, apply_changes, bump_counters
 from rapport.customers.consents import ConsentChange, set_consents
 from rapport.customers.timeline import existing_message_ids, store_events
 from rapport.ingest import ecommerce
@@ -88,6 +88,9 @@ class Pipeline:
         # Set after a commit that queued outbox messages: a dispatch loop of this process
         # waits on it, so a triggered message leaves at once rather than at its next poll.
         self.outbox_queued = threading.Event()
+        # The ingest lane this pipeline applies (rapport.ingest.lanes); its transactions
+        # bump the roll-ups' stripe of that number, so appliers side by side do not wait.
+        self.lane = 0
 
     def ingest(self, batch: list[Incoming], *, retries: int = 3) -> IngestResult:
         """One transaction; retried when a concurrent writer claimed the same identifier."""
@@ -117,6 +120,7 @@ class Pipeline:
 
     def ingest_in(self, conn: sa.Connection, batch: list[Incoming]) -> IngestResult:
         now = self.clock.now()
+        conn.info[ROLLUP_STRIPE] = self.lane
         result = IngestResult(customer_ids=[None] * len(batch))
         known = existing_message_ids(conn, [m.message_id for m in batch])
         if len(batch) >= CUSTOM_PLANS_FROM and conn.dialect.name == "postgresql":

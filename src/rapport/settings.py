@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +31,10 @@ class Settings(BaseSettings):
     # when ``rapport worker`` processes do it.
     ingest_apply: bool = True
     ingest_apply_max_messages: int = 5000
+    # Queued ingest on PostgreSQL: the server splits each request by customer into this
+    # many lanes, and `rapport worker` runs an applier process per lane, side by side
+    # (rapport.ingest.lanes says what that gives up). 1 keeps arrival order throughout.
+    ingest_lanes: int = Field(default=1, ge=1, le=16)
     # Seconds an idle applier waits before looking again for requests other processes
     # appended (appends in its own process wake it at once).
     ingest_poll_seconds: float = 0.2

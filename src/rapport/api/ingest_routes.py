@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rapport.api.auth import require_write_key
 from rapport.api.errors import ApiError, api_error_answer, invalid_input_answer
 from rapport.errors import InvalidInput
-from rapport.ingest.inbox import Entry, encode
+from rapport.ingest.inbox import entries
 from rapport.ingest.messages import MESSAGE_TYPES
 from rapport.ingest.requests import messages_of
 
@@ -80,8 +80,10 @@ async def _accept(request: Request, kind: str, limit: int, what: str) -> Respons
         phone_region=settings.default_phone_region,
         max_message_bytes=settings.max_message_bytes,
     )
-    entry = Entry(kind, received_at, encode(batch), len(batch)) if settings.ingest_queue else None
-    await asyncio.wrap_future(request.app.state.writer.submit(batch, entry))
+    rows = (
+        entries(kind, received_at, batch, settings.ingest_lanes) if settings.ingest_queue else None
+    )
+    await asyncio.wrap_future(request.app.state.writer.submit(batch, rows))
     return Response(_OK, media_type="application/json")
 
 

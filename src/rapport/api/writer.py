@@ -53,18 +53,19 @@ class IngestWriter:
             self._started = False
 
     def submit(
-        self, batch: list[Incoming], entry: inbox.Entry | None = None
+        self, batch: list[Incoming], entries: list[inbox.Entry] | None = None
     ) -> Future[IngestResult]:
-        """Store a validated batch; with queued ingest, ``entry`` (the request as received)
-        is what gets stored, and the future resolves once it is in the inbox."""
+        """Store a validated batch; with queued ingest, ``entries`` (the request as the
+        inbox keeps it, a row per lane) are what gets stored, and the future resolves once
+        they are in the inbox."""
         future: Future[IngestResult] = Future()
         if not self._started:
             future.set_exception(RuntimeError("the ingest writer is not running"))
             return future
-        if self.queued and entry is None:
-            future.set_exception(RuntimeError("queued ingest needs the request's inbox entry"))
+        if self.queued and entries is None:
+            future.set_exception(RuntimeError("queued ingest needs the request's inbox entries"))
             return future
-        self._queue.put(((entry if self.queued else batch), future))
+        self._queue.put(((entries if self.queued else batch), future))
         return future
 
     def _run(self) -> None:
@@ -118,15 +119,15 @@ class IngestWriter:
             except Exception as exc:
                 future.set_exception(exc)
 
-    def _append(self, group: list[tuple[inbox.Entry, Future[IngestResult]]]) -> None:
+    def _append(self, group: list[tuple[list[inbox.Entry], Future[IngestResult]]]) -> None:
         try:
             with writing(self.pipeline.engine) as conn:
-                inbox.append(conn, [entry for entry, _ in group])
+                inbox.append(conn, [entry for entries, _ in group for entry in entries])
         except Exception:  # one by one below, so each request gets its own answer
-            for entry, future in group:
+            for entries, future in group:
                 try:
                     with writing(self.pipeline.engine) as conn:
-                        inbox.append(conn, [entry])
+                        inbox.append(conn, entries)
                 except Exception as exc:
                     future.set_exception(exc)
                 else:
@@ -137,5 +138,6 @@ class IngestWriter:
         self.on_appended()
 
 
-def _size(work: list[Incoming] | inbox.Entry) -> int:
-    return work.messages if isinstance(work, inbox.Entry) else len(work)
+def _size(work: list[Incoming] | list[inbox.Entry]) -> int:
+    """Messages in a queued item: a batch, or a request's inbox rows."""
+    return sum(e.messages if isinstance(e, inbox.Entry) else 1 for e in work)

@@ -139,12 +139,27 @@ def worker(
     ingest_only: Annotated[
         bool, typer.Option(help="only apply the inbox: no sweeps, scenarios or delivery")
     ] = False,
+    appliers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=16,
+            help="inbox applier processes side by side, each on its lanes "
+            "(default: RAPPORT_INGEST_LANES on PostgreSQL, 1 on SQLite)",
+        ),
+    ] = None,
+    applier: Annotated[
+        str | None,
+        typer.Option(help="be applier NUMBER/COUNT of a set (started by --appliers)"),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run the sweeps, apply queued ingest and deliver the outbox without the API (beside
     `rapport serve`)."""
+    import signal
     import time
 
+    from rapport.cli.appliers import ApplierProcesses, parse_applier
     from rapport.inbox_applier import InboxApplier
     from rapport.pipeline import Pipeline
     from rapport.store.migrate import upgrade
@@ -164,9 +179,20 @@ def worker(
     pipeline.links = lambda: links
     loops: list[Any] = []
     doing: list[str] = []
+    one_of = parse_applier(applier) if applier is not None else None
+    if appliers is None:
+        appliers = settings.ingest_lanes if engine.dialect.name == "postgresql" else 1
+    others = ApplierProcesses(appliers, settings.database_url)
+    if (ingest or ingest_only) and one_of is None and appliers > 1:
+        one_of = (0, appliers)
+        loops.append(others)
     if ingest or ingest_only:
-        loops.append(InboxApplier(pipeline, settings))
-        doing.append("queued ingest")
+        loops.append(InboxApplier(pipeline, settings, one_of))
+        doing.append(
+            f"queued ingest (applier {one_of[0]}/{one_of[1]})" if one_of else "queued ingest"
+        )
+        if others in loops:
+            doing.append(f"{appliers - 1} more applier process(es)")
     if not ingest_only:
         loops += [Sweeper(pipeline, interval), ScenarioLoop(pipeline)]
         doing += [f"segment sweeps every {interval:g} s", "scenario steps"]
@@ -177,9 +203,16 @@ def worker(
     for loop in loops:
         loop.start()
     console.print(f"Worker running: {', '.join(doing)}. Ctrl-C stops it.")
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # stop the applier processes too
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(1)
+            if others in loops:
+                others.check()
     except KeyboardInterrupt:
         for loop in reversed(loops):
             loop.stop()

@@ -215,6 +215,11 @@ def micros(amount: float) -> int:
 Place = tuple[int, date, date, int, int]
 
 
+# Key of ``Connection.info``: the roll-up stripe this connection's writes bump (0 unless a
+# pipeline applying beside others set its own). Any stripe is correct: readers sum them.
+ROLLUP_STRIPE = "rapport.rollup_stripe"
+
+
 def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
     """Bring ``order_sequence`` and its roll-ups up to date for these customers.
 
@@ -297,25 +302,29 @@ def refresh_order_history(conn: sa.Connection, ids: Iterable[int]) -> None:
         ],
         array_types=("bigint", "bigint", "date", "date", "int", "bigint"),
     )
-    # Keys in order, so two writers bumping the same counters cannot deadlock.
+    # Keys in order, so two writers bumping the same counters cannot deadlock; writers
+    # that run side by side bump stripes of their own (``ROLLUP_STRIPE``) and do not wait.
+    stripe = conn.info.get(ROLLUP_STRIPE, 0)
     run_many(
         conn,
-        "INSERT INTO order_days (day, prev_day, orders, revenue_micros) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (day, prev_day) DO UPDATE SET orders = order_days.orders + excluded.orders, "
+        "INSERT INTO order_days (day, prev_day, stripe, orders, revenue_micros) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (day, prev_day, stripe) DO UPDATE SET "
+        "orders = order_days.orders + excluded.orders, "
         "revenue_micros = order_days.revenue_micros + excluded.revenue_micros",
         [
-            (d(day), d(prev), n, gap_revenue[(day, prev)])
+            (d(day), d(prev), stripe, n, gap_revenue[(day, prev)])
             for (day, prev), n in sorted(by_gap.items())
             if n or gap_revenue[(day, prev)]
         ],
-        array_types=("date", "date", "bigint", "bigint"),
+        array_types=("date", "date", "smallint", "bigint", "bigint"),
     )
     run_many(
         conn,
-        "INSERT INTO order_nth_days (nth, day, orders) VALUES (%s, %s, %s) "
-        "ON CONFLICT (nth, day) DO UPDATE SET orders = order_nth_days.orders + excluded.orders",
-        [(nth, d(day), n) for (nth, day), n in sorted(by_nth.items()) if n],
-        array_types=("int", "date", "bigint"),
+        "INSERT INTO order_nth_days (nth, day, stripe, orders) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (nth, day, stripe) DO UPDATE SET "
+        "orders = order_nth_days.orders + excluded.orders",
+        [(nth, d(day), stripe, n) for (nth, day), n in sorted(by_nth.items()) if n],
+        array_types=("int", "date", "smallint", "bigint"),
     )
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from rapport.errors import InvalidInput, Problem
 from rapport.ingest.incoming import Incoming
+from rapport.ingest.lanes import split
 from rapport.ingest.traits import Attributes
 from rapport.store.fast import db_time, run_many
 from rapport.store.tables import ingest_inbox as inbox
@@ -29,14 +30,15 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One acknowledged request: the endpoint, when it arrived, and its body: the
-    validated messages (:func:`encode`), or, in rows from before that form, the body as
-    received."""
+    """One acknowledged request (or its share of one lane, :func:`entries`): the
+    endpoint, when it arrived, and its body: the validated messages (:func:`encode`), or,
+    in rows from before that form, the body as received."""
 
     kind: str
     received_at: datetime
     body: bytes
     messages: int
+    lane: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,17 @@ _ATTRIBUTES = _FIELDS.index("attributes")
 def encode(batch: Sequence[Incoming]) -> bytes:
     """Validated messages as the inbox keeps them (the write key is not among them)."""
     return orjson.dumps([FORMAT, *([getattr(m, f) for f in _FIELDS] for m in batch)])
+
+
+def entries(
+    kind: str, received_at: datetime, batch: Sequence[Incoming], lanes: int = 1
+) -> list[Entry]:
+    """A validated request as the inbox keeps it: one row per lane its messages fall in
+    (``rapport.ingest.lanes``), one row with a single lane."""
+    return [
+        Entry(kind, received_at, encode(part), len(part), lane)
+        for lane, part in split(batch, lanes)
+    ]
 
 
 def decode(stored: list[Any]) -> list[Incoming]:
@@ -103,8 +116,9 @@ def append(conn: sa.Connection, entries: Sequence[Entry]) -> None:
     table form's per-call preparation was a fifth of the request's CPU."""
     run_many(
         conn,
-        "INSERT INTO ingest_inbox (kind, received_at, body, messages) VALUES (%s, %s, %s, %s)",
-        [(e.kind, db_time(conn, e.received_at), e.body, e.messages) for e in entries],
+        "INSERT INTO ingest_inbox (kind, received_at, body, messages, lane) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        [(e.kind, db_time(conn, e.received_at), e.body, e.messages, e.lane) for e in entries],
     )
 
 
@@ -113,10 +127,11 @@ def claim(
     max_messages: int,
     *,
     only: int | None = None,
+    lanes: Sequence[int] | None = None,
     rows: int = 500,
 ) -> list[Claimed]:
     """The oldest pending requests holding at most ``max_messages`` messages (always at
-    least one request).
+    least one request), of any lane or of ``lanes`` only.
 
     The group is chosen from a plain read, then only its rows are locked and read; rows
     another applier holds are skipped (PostgreSQL), and if it holds every chosen row the
@@ -127,6 +142,8 @@ def claim(
         heads = sa.select(inbox.c.id, inbox.c.messages).where(inbox.c.failed_at.is_(None))
         if only is not None:
             heads = heads.where(inbox.c.id == only)
+        if lanes is not None:
+            heads = heads.where(inbox.c.lane.in_(list(lanes)))
         if after:
             heads = heads.where(inbox.c.id > after)
         chosen: list[int] = []
@@ -146,6 +163,7 @@ def claim(
                 inbox.c.body,
                 inbox.c.messages,
                 inbox.c.attempts,
+                inbox.c.lane,
             )
             .where(inbox.c.id.in_(chosen), inbox.c.failed_at.is_(None))
             .order_by(inbox.c.id)
@@ -153,7 +171,9 @@ def claim(
         if conn.dialect.name == "postgresql":
             read = read.with_for_update(skip_locked=True)
         got = [
-            Claimed(r.id, Entry(r.kind, r.received_at, bytes(r.body), r.messages), r.attempts)
+            Claimed(
+                r.id, Entry(r.kind, r.received_at, bytes(r.body), r.messages, r.lane), r.attempts
+            )
             for r in conn.execute(read)
         ]
         if got:

@@ -650,12 +650,16 @@ order_sequence = sa.Table(
 
 # Counted orders per day and the day of each one's previous order, with their net revenue
 # in millionths; and per number in the customer's history and day. What the dashboard's
-# business figures sum (analytics/order_days.py).
+# business figures sum (analytics/order_days.py). Every roll-up row is one ``stripe`` of
+# its key: transactions applying side by side (``rapport.inbox_applier.Lanes``) bump
+# different stripes, where one shared row made each wait for the other's commit; readers
+# sum over the stripes (migration 0017).
 order_days = sa.Table(
     "order_days",
     metadata,
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("prev_day", sa.Date, primary_key=True),
+    sa.Column("stripe", sa.SmallInteger, primary_key=True, server_default="0"),
     sa.Column("orders", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("revenue_micros", sa.BigInteger, nullable=False, server_default="0"),
 )
@@ -665,6 +669,7 @@ order_nth_days = sa.Table(
     metadata,
     sa.Column("nth", sa.Integer, primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("stripe", sa.SmallInteger, primary_key=True, server_default="0"),
     sa.Column("orders", sa.BigInteger, nullable=False, server_default="0"),
 )
 
@@ -946,6 +951,10 @@ ingest_inbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("failed_at", UTCDateTime, nullable=True),
+    # The lane of the request's messages (rapport.ingest.lanes): appliers side by side
+    # each take their own lanes (migration 0017).
+    sa.Column("lane", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Index("ix_ingest_inbox_lane", "lane", "id"),
 )
 
 # --- end queued ingest ---
