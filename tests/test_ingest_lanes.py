@@ -17,6 +17,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 import typer
+from bench.cpu import children as bench_children
 from fastapi.testclient import TestClient
 
 from rapport.api.app import create_app
@@ -299,7 +300,7 @@ def test_a_worker_runs_its_applier_processes_and_stops_them(engine: sa.Engine) -
             time.sleep(0.1)
         assert _figures(engine)["events"] == 160
         assert _stripes(engine) == {0, 1}  # each applier bumped its own stripe
-        children = _children(proc.pid)
+        children = bench_children(proc.pid)
         assert len(children) == 1
     finally:
         proc.send_signal(signal.SIGINT)
@@ -307,19 +308,6 @@ def test_a_worker_runs_its_applier_processes_and_stops_them(engine: sa.Engine) -
     assert b"applier 0/2" in out and b"1 more applier process" in out, err.decode()
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def _zombie(pid: int) -> bool:
