@@ -139,5 +139,7 @@ class IngestWriter:
 
 
 def _size(work: list[Incoming] | list[inbox.Entry]) -> int:
-    """Messages in a queued item: a batch, or a request's inbox rows."""
-    return sum(e.messages if isinstance(e, inbox.Entry) else 1 for e in work)
+    """Messages in a queued item: a batch, or a request's inbox rows (their counts)."""
+    if work and isinstance(work[0], inbox.Entry):
+        return sum(e.messages for e in work)
+    return len(work)
